@@ -1,0 +1,1 @@
+"""The example application that ships with dbtasks: a small task tracker."""

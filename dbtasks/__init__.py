@@ -1,0 +1,3 @@
+"""dbtasks: database chores for PostgreSQL + SQLAlchemy + Alembic projects."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from dbtasks.cli import main
+
+main()

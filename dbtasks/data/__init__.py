@@ -1,0 +1,1 @@
+"""Data workflows: seed, dump, restore, backup, backfill, cleanup."""

@@ -1,0 +1,41 @@
+"""Verbs that chain the server and the migrations: init, init-db, volume-recreate."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from dbtasks import migrations, server
+from dbtasks.config import Settings
+from dbtasks.data import seed as seed_mod
+from dbtasks.safety import guard
+
+
+@dataclasses.dataclass
+class InitResult:
+    server: server.ServerStatus
+    migrate: migrations.MigrateResult
+    seeded: dict[str, int]
+    status: migrations.Status
+
+
+def init_db(settings: Settings) -> tuple[server.ServerStatus, migrations.MigrateResult]:
+    """Start the database server and upgrade it to head."""
+    started = server.start_db(settings)
+    return started, migrations.upgrade(settings)
+
+
+def init(settings: Settings) -> InitResult:
+    """Everything a newcomer needs: start, migrate to head, load demo data, status."""
+    started, migrated = init_db(settings)
+    seeded = seed_mod.seed(settings)
+    return InitResult(started, migrated, seeded, migrations.status(settings))
+
+
+def volume_recreate(settings: Settings, confirm: str | None = None, ask=None) -> tuple[server.ServerStatus, migrations.MigrateResult]:
+    """Destroy the server's data, start afresh and migrate to head (protected)."""
+    guard(settings, "destroy and recreate the database", confirm, ask)
+    backend = server.get_server(settings)
+    backend.destroy()
+    started = backend.start()
+    # Confirmed once above; the upgrade must not ask again.
+    return started, migrations.upgrade(settings, confirm=settings.database_name)

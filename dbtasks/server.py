@@ -1,0 +1,535 @@
+"""The database server: a local cluster, docker compose, or an external URL.
+
+``DB_SERVER=local`` (the default) keeps a PostgreSQL cluster in
+``data/postgres/pgdata`` listening on 127.0.0.1:6545, run with ``pg_ctl``.
+Binaries come from ``PG_BIN``, else ``pg_config --bindir``, else the pgserver
+wheel's bundled PostgreSQL. PostgreSQL refuses to run as root, so when dbtasks
+runs as root the cluster belongs to, and runs as, an unprivileged OS user
+(``DBTASKS_SERVER_USER``, default ``postgres``).
+
+``DB_SERVER=docker`` drives the ``postgres`` service of docker-compose.yml, and
+``DATABASE_URL`` alone means an external server that dbtasks does not manage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import pwd
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from dbtasks.config import Settings
+from dbtasks.database import admin_url, connect, describe, quote_ident
+from dbtasks.errors import (
+    ConfigError,
+    DbtasksError,
+    PortInUse,
+    ServerError,
+    VersionMismatch,
+    redact,
+)
+
+START_HINT = "run `make start-db` (or `just start-db`)"
+
+
+@dataclasses.dataclass
+class ServerStatus:
+    """What a lifecycle verb did or found."""
+
+    kind: str
+    running: bool
+    url: URL
+    detail: str = ""
+    changed: bool = False
+
+    def describe(self) -> str:
+        return f"{self.kind} server {'running' if self.running else 'stopped'} at {describe(self.url)}" + (
+            f" ({self.detail})" if self.detail else ""
+        )
+
+
+# -- binaries ---------------------------------------------------------------
+
+
+def _has_server_binaries(path: Path) -> bool:
+    return (path / "pg_ctl").is_file() and (path / "postgres").is_file() and (path / "initdb").is_file()
+
+
+def pgserver_bin_dir() -> Path | None:
+    """The bin directory of the pgserver wheel's bundled PostgreSQL, if installed."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.origin:
+        return None
+    path = Path(spec.origin).parent / "pginstall" / "bin"
+    return path if _has_server_binaries(path) else None
+
+
+def find_bin_dir(pg_bin: str | None) -> Path:
+    """Where pg_ctl, initdb and postgres live: PG_BIN, pg_config --bindir, pgserver."""
+    if pg_bin:
+        path = Path(pg_bin).expanduser()
+        if not _has_server_binaries(path):
+            raise ConfigError(f"PG_BIN={pg_bin} holds no pg_ctl, initdb and postgres", "point PG_BIN at a PostgreSQL bin directory")
+        return path
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        try:
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        if out and _has_server_binaries(Path(out)):
+            return Path(out)
+    bundled = pgserver_bin_dir()
+    if bundled:
+        return bundled
+    raise ConfigError(
+        "no PostgreSQL server binaries found",
+        "install the pgserver package (pip install pgserver), or set PG_BIN to a PostgreSQL bin directory",
+    )
+
+
+def binary_major_version(bin_dir: Path) -> int:
+    out = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, text=True).stdout
+    match = re.search(r"(\d+)(?:\.\d+)?", out)
+    if not match:
+        raise ServerError(f"cannot tell the version of {bin_dir / 'postgres'} (it printed {out!r})")
+    return int(match.group(1))
+
+
+def client_binary(name: str, pg_bin: str | None = None) -> str:
+    """A client program (psql, pg_dump, ...): from the server binaries, else PATH."""
+    try:
+        path = find_bin_dir(pg_bin) / name
+        if path.is_file():
+            return str(path)
+    except ConfigError:
+        pass
+    found = shutil.which(name)
+    if not found:
+        raise ConfigError(f"{name} is not installed", f"install the PostgreSQL client (Debian: apt-get install postgresql-client) or set PG_BIN")
+    return found
+
+
+# -- helpers ----------------------------------------------------------------
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until_ready(url: URL, timeout: float, on_fail: Callable[[], str] | None = None) -> None:
+    """Poll until the database at ``url`` accepts a connection, or raise."""
+    deadline = time.monotonic() + timeout
+    last: DbtasksError | None = None
+    while time.monotonic() < deadline:
+        try:
+            with connect(url) as conn:
+                conn.execute(sa.text("select 1"))
+            return
+        except DbtasksError as exc:
+            last = exc
+            time.sleep(0.25)
+    tail = on_fail() if on_fail else ""
+    raise ServerError(
+        f"the server at {describe(url)} did not accept connections within {timeout:g}s ({last.message if last else 'no answer'})"
+        + (f"; server log:\n{tail}" if tail else ""),
+    )
+
+
+def ensure_database(url: URL) -> bool:
+    """Create the database of ``url`` if missing. Returns True when it was created."""
+    with connect(admin_url(url), autocommit=True) as conn:
+        exists = conn.execute(sa.text("select 1 from pg_database where datname = :n"), {"n": url.database}).scalar()
+        if exists:
+            return False
+        conn.execute(sa.text(f"CREATE DATABASE {quote_ident(url.database)}"))
+        return True
+
+
+# -- backends ---------------------------------------------------------------
+
+
+class Server:
+    """Interface of the three backends."""
+
+    kind = "?"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.url = settings.url
+
+    def start(self) -> ServerStatus:
+        raise NotImplementedError
+
+    def stop(self) -> ServerStatus:
+        raise NotImplementedError
+
+    def destroy(self) -> ServerStatus:
+        raise NotImplementedError
+
+    def status(self) -> ServerStatus:
+        raise NotImplementedError
+
+
+class LocalServer(Server):
+    """A cluster in a data directory of the project, run with pg_ctl."""
+
+    kind = "local"
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings)
+        self.data_dir = settings.data_dir
+        self.log_file = self.data_dir.parent / (self.data_dir.name + ".log")
+        self.port = settings.pg_port
+        self.host = settings.pg_host
+        self._bin_dir: Path | None = None
+
+    # binaries and OS user ----------------------------------------------------
+
+    @property
+    def bin_dir(self) -> Path:
+        if self._bin_dir is None:
+            self._bin_dir = find_bin_dir(self.settings.pg_bin)
+        return self._bin_dir
+
+    def _os_user(self) -> pwd.struct_passwd | None:
+        """The account that runs the server, or None to run as ourselves."""
+        if os.geteuid() != 0:
+            return None
+        try:
+            return pwd.getpwnam(self.settings.server_user)
+        except KeyError:
+            raise ConfigError(
+                f"dbtasks runs as root, and PostgreSQL refuses root; the OS user {self.settings.server_user!r} that should run it does not exist",
+                "create it (useradd --system postgres) or set DBTASKS_SERVER_USER to an unprivileged user",
+            ) from None
+
+    def _run(self, args: Sequence[str], check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
+        user = self._os_user()
+        kwargs: dict = {"capture_output": True, "text": True, "timeout": timeout, "cwd": "/"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["LC_ALL"] = "C"
+        kwargs["env"] = env
+        if user is not None:
+            kwargs.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+            env["HOME"] = user.pw_dir if os.path.isdir(user.pw_dir) else "/"
+        try:
+            proc = subprocess.run([str(a) for a in args], **kwargs)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{args[0]} not found", "set PG_BIN to a PostgreSQL bin directory") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise ServerError(f"{Path(str(args[0])).name} did not finish within {timeout}s" + self._log_tail_suffix()) from exc
+        if check and proc.returncode != 0:
+            out = (proc.stderr or proc.stdout or "").strip()
+            raise ServerError(f"{Path(str(args[0])).name} failed: {redact(out)}" + self._log_tail_suffix())
+        return proc
+
+    def _chown(self, path: Path) -> None:
+        user = self._os_user()
+        if user is not None:
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+    def _check_reachable(self) -> None:
+        """As root, the server's user must be able to walk down to the data directory."""
+        user = self._os_user()
+        if user is None:
+            return
+        for parent in reversed(self.data_dir.parents):
+            if not parent.exists():
+                break
+            st = parent.stat()
+            if st.st_uid == user.pw_uid:
+                continue
+            if not st.st_mode & 0o001:
+                raise ServerError(
+                    f"the server runs as OS user {user.pw_name!r}, which cannot enter {parent}",
+                    f"chmod o+x {parent}, or set DBTASKS_PG_DATA to a directory it can reach",
+                )
+
+    # state -------------------------------------------------------------------
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+        return redact("\n".join(text.splitlines()[-lines:]))
+
+    def _log_tail_suffix(self) -> str:
+        tail = self.log_tail()
+        return f"\nserver log ({self.log_file}):\n{tail}" if tail else ""
+
+    def initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").is_file()
+
+    def data_major_version(self) -> int:
+        return int((self.data_dir / "PG_VERSION").read_text().strip().split(".")[0])
+
+    def running_pid_port(self) -> tuple[int, int] | None:
+        """(pid, port) from postmaster.pid when that process is alive."""
+        pid_file = self.data_dir / "postmaster.pid"
+        try:
+            lines = pid_file.read_text().splitlines()
+            pid, port = int(lines[0]), int(lines[3])
+        except (OSError, ValueError, IndexError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return pid, port
+
+    def check_version(self) -> None:
+        if not self.initialized():
+            return
+        data_version = self.data_major_version()
+        bin_version = binary_major_version(self.bin_dir)
+        if data_version != bin_version:
+            raise VersionMismatch(
+                f"{self.data_dir} was created by PostgreSQL {data_version}, but the binaries in {self.bin_dir} are PostgreSQL {bin_version}",
+                f"set PG_BIN to a PostgreSQL {data_version} bin directory, or run `make volume-recreate` to start afresh (this deletes the local data)",
+            )
+
+    def status(self) -> ServerStatus:
+        running = self.running_pid_port()
+        detail = f"pid {running[0]}, data {self.data_dir}" if running else f"data {self.data_dir}"
+        return ServerStatus(self.kind, bool(running), self.url, detail)
+
+    # lifecycle ---------------------------------------------------------------
+
+    def init_cluster(self) -> None:
+        """initdb with password authentication over TCP and the configured superuser."""
+        self._check_reachable()
+        if self.data_dir.exists() and any(self.data_dir.iterdir()):
+            raise ServerError(
+                f"{self.data_dir} exists but is not a PostgreSQL data directory",
+                "move it away or set DBTASKS_PG_DATA to another directory",
+            )
+        for parent in reversed([self.data_dir, *self.data_dir.parents][:3]):
+            if not parent.exists():
+                parent.mkdir(parents=True, exist_ok=True)
+                self._chown(parent)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        self._chown(self.data_dir)
+        with tempfile.NamedTemporaryFile("w", delete=False, prefix="dbtasks-pw-") as fh:
+            fh.write(self.settings.pg_password + "\n")
+            pwfile = Path(fh.name)
+        try:
+            pwfile.chmod(0o600)
+            self._chown(pwfile)
+            self._run([
+                self.bin_dir / "initdb", "-D", self.data_dir, "-U", self.settings.pg_user,
+                f"--pwfile={pwfile}", "--auth-local=trust", "--auth-host=scram-sha-256",
+                "-E", "UTF8", "--no-locale", "--no-instructions",
+            ], timeout=120)
+        except DbtasksError:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            raise
+        finally:
+            pwfile.unlink(missing_ok=True)
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write(
+                "\n# written by dbtasks\n"
+                f"listen_addresses = '{self.host}'\n"
+                "unix_socket_directories = ''\n"
+                "fsync = off\n"  # a disposable development cluster: speed over durability
+                "synchronous_commit = off\n"
+                "full_page_writes = off\n"
+            )
+
+    def start(self) -> ServerStatus:
+        if self.running_pid_port() is None and port_in_use(self.host, self.port):
+            raise PortInUse(
+                f"port {self.port} on {self.host} is already in use by another server",
+                "stop that server, or set DBTASKS_PG_PORT to a free port",
+            )
+        created = False
+        if not self.initialized():
+            self.init_cluster()
+            created = True
+        self.check_version()
+        running = self.running_pid_port()
+        if running:
+            pid, port = running
+            if port != self.port:
+                raise ServerError(
+                    f"the local server in {self.data_dir} already runs on port {port}, not {self.port}",
+                    "run `make stop-db`, then start it again",
+                )
+            ensure_database(self.url)
+            return ServerStatus(self.kind, True, self.url, f"already running, pid {pid}")
+        # A fresh log per start, so a failure shows this start's lines only.
+        self.log_file.write_text("")
+        self._chown(self.log_file)
+        proc = self._run(
+            [self.bin_dir / "pg_ctl", "start", "-D", self.data_dir, "-l", self.log_file,
+             "-w", "-t", str(self.settings.start_timeout), "-o", f"-p {self.port} -c listen_addresses={self.host}"],
+            check=False,
+            timeout=self.settings.start_timeout + 30,
+        )
+        if proc.returncode != 0:
+            raise ServerError(
+                f"the local server did not start (pg_ctl: {redact((proc.stderr or proc.stdout).strip().splitlines()[-1] if (proc.stderr or proc.stdout).strip() else 'failed')})"
+                + self._log_tail_suffix()
+            )
+        wait_until_ready(admin_url(self.url), self.settings.start_timeout, self.log_tail)
+        db_created = ensure_database(self.url)
+        detail = "initialized and started" if created else "started"
+        if db_created:
+            detail += f", created database {self.url.database}"
+        return ServerStatus(self.kind, True, self.url, detail, changed=True)
+
+    def stop(self) -> ServerStatus:
+        if not self.initialized() or self.running_pid_port() is None:
+            return ServerStatus(self.kind, False, self.url, "not running")
+        self._run([self.bin_dir / "pg_ctl", "stop", "-D", self.data_dir, "-m", "fast", "-w", "-t", "60"], timeout=90)
+        return ServerStatus(self.kind, False, self.url, "stopped", changed=True)
+
+    def destroy(self) -> ServerStatus:
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.log_file.unlink(missing_ok=True)
+        return ServerStatus(self.kind, False, self.url, f"removed {self.data_dir}", changed=True)
+
+
+class DockerServer(Server):
+    """The ``postgres`` service of docker-compose.yml."""
+
+    kind = "docker"
+
+    def __init__(self, settings: Settings, runner: Callable[..., subprocess.CompletedProcess] = subprocess.run):
+        super().__init__(settings)
+        self.compose_file = settings.path(settings.compose_file)
+        self.service = settings.compose_service
+        self._runner = runner
+
+    def command(self, action: str) -> list[str]:
+        """The docker compose command line of one lifecycle action."""
+        base = ["docker", "compose", "-f", str(self.compose_file)]
+        return {
+            "start": base + ["up", "-d", "--wait", self.service],
+            "stop": base + ["stop", self.service],
+            "destroy": base + ["down", "-v"],
+            "status": base + ["ps", "--status", "running", "-q", self.service],
+        }[action]
+
+    def environment(self) -> dict[str, str]:
+        """Variables the compose file reads, so it agrees with dbtasks' settings."""
+        env = dict(os.environ)
+        env.update(
+            DBTASKS_PG_PORT=str(self.settings.pg_port),
+            DBTASKS_PG_USER=self.settings.pg_user,
+            DBTASKS_PG_PASSWORD=self.settings.pg_password,
+            DBTASKS_DB_NAME=self.settings.db_name,
+        )
+        return env
+
+    def _compose(self, action: str) -> subprocess.CompletedProcess:
+        if not self.compose_file.is_file():
+            raise ConfigError(f"{self.compose_file} not found", "set DBTASKS_COMPOSE_FILE or use DB_SERVER=local")
+        if shutil.which("docker") is None:
+            raise ServerError("docker is not installed", "install Docker, or use DB_SERVER=local (no Docker needed)")
+        proc = self._runner(self.command(action), capture_output=True, text=True, env=self.environment(), cwd=str(self.settings.project_dir))
+        if proc.returncode != 0:
+            err = (proc.stderr or proc.stdout or "").strip()
+            if "Cannot connect to the Docker daemon" in err or "docker daemon" in err.lower():
+                raise ServerError("the Docker engine is not running", "start Docker, or use DB_SERVER=local (no Docker needed)")
+            raise ServerError(f"docker compose {action} failed: {redact(err.splitlines()[-1] if err else 'no output')}")
+        return proc
+
+    def start(self) -> ServerStatus:
+        self._compose("start")
+        wait_until_ready(admin_url(self.url), self.settings.start_timeout)
+        ensure_database(self.url)
+        return ServerStatus(self.kind, True, self.url, "started", changed=True)
+
+    def stop(self) -> ServerStatus:
+        self._compose("stop")
+        return ServerStatus(self.kind, False, self.url, "stopped", changed=True)
+
+    def destroy(self) -> ServerStatus:
+        self._compose("destroy")
+        return ServerStatus(self.kind, False, self.url, "container and volume removed", changed=True)
+
+    def status(self) -> ServerStatus:
+        proc = self._compose("status")
+        return ServerStatus(self.kind, bool(proc.stdout.strip()), self.url)
+
+
+class ExternalServer(Server):
+    """A server reached through DATABASE_URL; dbtasks does not manage it."""
+
+    kind = "external"
+
+    def _not_ours(self, verb: str) -> ServerError:
+        return ServerError(
+            f"the database at {describe(self.url)} is external (DATABASE_URL), so dbtasks cannot {verb} it",
+            "manage that server yourself, or unset DATABASE_URL to use the local server",
+        )
+
+    def start(self) -> ServerStatus:
+        # Nothing to start; say so, and make sure it answers so `make init` can go on.
+        wait_until_ready(self.url, 5)
+        return ServerStatus(self.kind, True, self.url, "external server, not managed by dbtasks; it is reachable")
+
+    def stop(self) -> ServerStatus:
+        raise self._not_ours("stop")
+
+    def destroy(self) -> ServerStatus:
+        raise self._not_ours("recreate")
+
+    def status(self) -> ServerStatus:
+        try:
+            wait_until_ready(self.url, 2)
+            return ServerStatus(self.kind, True, self.url, "external")
+        except DbtasksError:
+            return ServerStatus(self.kind, False, self.url, "external")
+
+
+def get_server(settings: Settings) -> Server:
+    """The backend chosen by DB_SERVER (and DATABASE_URL)."""
+    return {"local": LocalServer, "docker": DockerServer, "external": ExternalServer}[settings.server_kind](settings)
+
+
+def start_db(settings: Settings) -> ServerStatus:
+    """Start the database server (idempotent) and create the database if missing."""
+    return get_server(settings).start()
+
+
+def stop_db(settings: Settings) -> ServerStatus:
+    """Stop the database server (idempotent)."""
+    return get_server(settings).stop()
+
+
+def server_status(settings: Settings) -> ServerStatus:
+    return get_server(settings).status()
+
+
+def ensure_running(settings: Settings) -> None:
+    """Raise a clear error when the database does not answer."""
+    with connect(settings.url, start_hint=start_hint(settings)):
+        pass
+
+
+def start_hint(settings: Settings) -> str | None:
+    """What to tell a user whose database does not answer."""
+    return START_HINT if settings.server_kind != "external" else None
