@@ -64,6 +64,8 @@ pass_ctx = click.make_pass_decorator(Ctx)
 confirm_option = click.option(
     "--confirm",
     metavar="DBNAME",
+    envvar="DBTASKS_CONFIRM",
+    callback=lambda ctx, param, value: value or None,
     help="Confirm a destructive verb on a protected environment by naming its database.",
 )
 

@@ -1,0 +1,114 @@
+# Database chores as just recipes: the same recipes as the Makefile, same meaning.
+#
+#   just init
+#   just db-migrate-create "add user email"
+#   just ENV=staging CONFIRM=staging_db db-migrate
+
+set positional-arguments := false
+
+python := env_var_or_default("PYTHON", "python3")
+venv := env_var_or_default("VENV", ".venv")
+dbtasks := env_var_or_default("DBTASKS", venv / "bin/dbtasks")
+pytest_args := env_var_or_default("PYTEST_ARGS", "")
+
+# Values reach dbtasks through the environment, never through shell text.
+ENV := env_var_or_default("ENV", "")
+CONFIRM := env_var_or_default("CONFIRM", "")
+export DBTASKS_ENV := ENV
+export DBTASKS_CONFIRM := CONFIRM
+
+# List the recipes
+help:
+    @{{just_executable()}} --list --unsorted --justfile {{justfile()}}
+
+# Create .venv and install dbtasks with its tools (just, black, squawk, ...)
+install:
+    test -f {{venv}}/.installed || ({{python}} -m venv {{venv}} && {{venv}}/bin/pip install --quiet --upgrade pip && {{venv}}/bin/pip install --quiet -e '.[test]' && touch {{venv}}/.installed)
+
+# Set up: venv, start the database, migrate to head, demo data, status
+init: install
+    {{dbtasks}} init
+
+# Run the test suite (starts its own throwaway PostgreSQL)
+test: install
+    {{venv}}/bin/pytest {{pytest_args}}
+
+# Load the example application's demo data (idempotent)
+db-seed:
+    {{dbtasks}} seed
+
+# Start the database server (idempotent)
+start-db:
+    {{dbtasks}} start-db
+
+# Stop the database server
+stop-db:
+    {{dbtasks}} stop-db
+
+# Start the database server and migrate to head
+init-db:
+    {{dbtasks}} init-db
+
+# Destroy the database's data, start afresh, migrate (protected)
+volume-recreate:
+    {{dbtasks}} volume-recreate
+
+# Open psql on the database (reads stdin when it is not a terminal)
+db-shell:
+    {{dbtasks}} shell
+
+# Current revision, head(s), pending revisions oldest first
+db-status:
+    {{dbtasks}} status
+
+# Upgrade the database to head
+db-migrate:
+    {{dbtasks}} upgrade
+
+# Alias of db-migrate
+upgrade-db:
+    {{dbtasks}} upgrade
+
+# Upgrade the prod environment (PROD_DATABASE_URL) to head, after confirmation
+upgrade-prod-db:
+    DBTASKS_ENV=prod {{dbtasks}} upgrade
+
+# Undo the last STEPS revisions (default 1)
+db-migrate-down $STEPS="1":
+    {{dbtasks}} downgrade
+
+# Undo every revision down to base (protected)
+db-migrate-down-all:
+    {{dbtasks}} down-all
+
+# Autogenerate a formatted revision: just db-migrate-create "add x"
+db-migrate-create $MIGRATE_MSG="":
+    {{dbtasks}} revision --autogenerate
+
+# Alias of db-migrate-create: just migrate-db "add x"
+migrate-db $MIGRATE_MSG="":
+    {{dbtasks}} revision --autogenerate
+
+# Alias of db-migrate-create: just revision "add x"
+revision $MIGRATE_MSG="":
+    {{dbtasks}} revision --autogenerate
+
+# Write an empty revision for a hand-written migration: just db-migrate-empty "..."
+db-migrate-empty $MIGRATE_MSG="":
+    {{dbtasks}} revision --empty
+
+# The revision(s) the database is at
+db-migrate-current:
+    {{dbtasks}} current
+
+# Every revision, oldest first, applied ones marked
+db-migrate-history:
+    {{dbtasks}} history
+
+# The head revisions (more than one must be merged)
+db-migrate-heads:
+    {{dbtasks}} heads
+
+# Write a merge revision joining all heads
+db-migrate-merge-heads:
+    {{dbtasks}} merge-heads
