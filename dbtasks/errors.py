@@ -34,7 +34,8 @@ def redact(text: str) -> str:
     """Hide passwords in ``text``: in URLs, ``password=`` pairs and known secrets."""
     if not text:
         return text
-    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}***{m['at']}", text)
+    # "password" itself is the placeholder of our own usage examples.
+    text = _URL_PASSWORD.sub(lambda m: m[0] if m["pw"] == "password" else f"{m['head']}***{m['at']}", text)
     text = _KEYWORD_PASSWORD.sub(lambda m: f"{m['head']}***", text)
     for secret in sorted(_known_secrets, key=len, reverse=True):
         text = re.sub(rf"(?<![\w]){re.escape(secret)}(?![\w])", "***", text)

@@ -145,7 +145,7 @@ def command_error(text: str) -> DbtasksError:
     """Map Alembic's CommandError texts to errors that say what to do."""
     text = redact(text)
     if "Can't locate revision identified by" in text or "No such revision or branch" in text:
-        match = re.search(r"'([^']*)'", text)
+        match = re.search(r"(?:identified by|revision or branch) '([^']*)'", text)
         rev = match.group(1) if match else "?"
         return UnknownRevision(f"unknown revision {rev!r}", "see `make db-migrate-history` for the known revisions")
     if "Target database is not up to date" in text:
@@ -278,12 +278,49 @@ def _run(settings: Settings, fn: Callable[[Config], object], quiet: bool = False
         fn(alembic_config(settings, quiet=quiet))
 
 
+@contextlib.contextmanager
+def _locked(settings: Settings) -> Iterator[sa.Connection]:
+    """One connection holding the migration lock for a whole command.
+
+    The revision the database is at is read under the lock, so a process
+    that waited for another one reports what it did itself (usually nothing).
+    env.py takes the same lock again on this connection (advisory locks nest
+    within a session).
+    """
+    from dbtasks.server import start_hint
+
+    with translate_errors(settings), connect(settings.url, start_hint(settings)) as conn:
+        conn.execute(sa.text("select pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+        conn.commit()
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+            conn.execute(sa.text("select pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
+            conn.commit()
+
+
+def _heads_on(conn: sa.Connection) -> list[str]:
+    heads = sorted(MigrationContext.configure(conn).get_current_heads())
+    conn.rollback()
+    return heads
+
+
+def _migrate(settings: Settings, fn: Callable[[Config], object]) -> tuple[list[str], list[str]]:
+    with _locked(settings) as conn:
+        before = _heads_on(conn)
+        with translate_errors(settings):
+            fn(alembic_config(settings, connection=conn))
+        if conn.in_transaction():
+            conn.commit()
+        return before, _heads_on(conn)
+
+
 def upgrade(settings: Settings, target: str = "head", confirm: str | None = None, ask=None) -> MigrateResult:
     """Upgrade the database to ``target`` (default: head), holding the migration lock."""
     guard(settings, f"upgrade {target}", confirm, ask)
-    before = current_revisions(settings)
-    _run(settings, lambda cfg: command.upgrade(cfg, target))
-    after = current_revisions(settings)
+    before, after = _migrate(settings, lambda cfg: command.upgrade(cfg, target))
     return MigrateResult(before, after, _between(settings, before, after))
 
 
@@ -294,11 +331,9 @@ def downgrade(settings: Settings, steps: int | None = 1, target: str | None = No
             raise UsageError(f"STEPS must be a positive number, not {steps!r}", "e.g. make db-migrate-down STEPS=1")
         target = f"-{steps}"
     guard(settings, f"downgrade to {target}", confirm, ask)
-    before = current_revisions(settings)
-    if not before:
+    if not current_revisions(settings):
         raise NothingToDo("the database is at base already; nothing to downgrade")
-    _run(settings, lambda cfg: command.downgrade(cfg, target))
-    after = current_revisions(settings)
+    before, after = _migrate(settings, lambda cfg: command.downgrade(cfg, target))
     return MigrateResult(before, after, _between(settings, after, before))
 
 

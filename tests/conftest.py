@@ -1,0 +1,112 @@
+"""Shared helpers. The database fixtures come from the dbtasks pytest plugin
+(dbtasks/testing.py): a real PostgreSQL, never SQLite, never mocked."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from dbtasks.database import make_engine
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DBTASKS = str(BIN / "dbtasks")
+JUST = str(BIN / "just")
+PROJECT_FILES = ["alembic.ini", "alembic", "app", "pyproject.toml", "Makefile", "justfile", "docker-compose.yml", "scripts"]
+
+
+def url_str(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a subprocess, without any database setting of the caller."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not (k.startswith(("DBTASKS_", "PG")) or k.endswith("DATABASE_URL") or k in {"DB_SERVER", "MIGRATE_MSG", "CHANGE", "STEPS", "ENV", "CONFIRM", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"})
+    }
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+def run(args, cwd: Path, input: str | None = None, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess:
+    """Run the dbtasks CLI in ``cwd``."""
+    return subprocess.run([DBTASKS, *args], cwd=cwd, env=clean_env(**extra), capture_output=True, text=True, input=input, timeout=timeout)
+
+
+def run_make(target: str, cwd: Path, *assignments: str, input: str | None = None, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "--no-print-directory", target, f"DBTASKS={DBTASKS}", *assignments],
+        cwd=cwd, env=clean_env(**extra), capture_output=True, text=True, input=input, timeout=300,
+    )
+
+
+def run_just(args, cwd: Path, input: str | None = None, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [JUST, f"dbtasks={DBTASKS}", *args],
+        cwd=cwd, env=clean_env(**extra), capture_output=True, text=True, input=input, timeout=300,
+    )
+
+
+def scalar(url: URL, sql: str):
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(sql)).scalar()
+    finally:
+        engine.dispose()
+
+
+def tables(url: URL) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str, code: int = 2) -> str:
+    """A bad input: exit code, one line on stderr, no traceback, each needle present."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    err = proc.stderr.strip()
+    assert "Traceback" not in err and "Traceback" not in proc.stdout, err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("INFO ", "make:", "error: Recipe"))]
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def copy_project(dest: Path) -> Path:
+    """A copy of the example project, so tests can write revisions freely."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in PROJECT_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, dest / name)
+    # A stand-in venv marker so `make init` does not reinstall into the test's venv.
+    (dest / ".venv").mkdir(exist_ok=True)
+    (dest / ".venv" / ".installed").touch()
+    return dest
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return copy_project(tmp_path / "project")
+
+
+@pytest.fixture
+def db_env(empty_database: URL) -> dict[str, str]:
+    """Environment that points dbtasks at a fresh, empty database."""
+    return {"DATABASE_URL": url_str(empty_database)}
