@@ -13,8 +13,12 @@ VENV ?= .venv
 DBTASKS ?= $(VENV)/bin/dbtasks
 PYTEST_ARGS ?=
 
-# Values reach dbtasks through the environment, never through shell text, so a
-# message with quotes, ;, $(...) or backticks is passed as it is.
+# Values reach dbtasks through the environment, never through shell text, and
+# stay literal (no make expansion either): a message with quotes, ;, $(...) or
+# backticks is passed exactly as typed.
+override MIGRATE_MSG := $(value MIGRATE_MSG)
+override CHANGE := $(value CHANGE)
+override STEPS := $(value STEPS)
 export MIGRATE_MSG CHANGE STEPS
 ifdef ENV
 export DBTASKS_ENV := $(ENV)
@@ -85,7 +89,7 @@ db-migrate-create: ## Autogenerate a formatted revision: MIGRATE_MSG="add x"
 	$(DBTASKS) revision --autogenerate
 
 migrate-db: ## Alias of db-migrate-create: CHANGE="add x"
-	MIGRATE_MSG="$${CHANGE-$$MIGRATE_MSG}" $(DBTASKS) revision --autogenerate
+	MIGRATE_MSG="$${CHANGE:-$$MIGRATE_MSG}" $(DBTASKS) revision --autogenerate
 
 revision: ## Alias of db-migrate-create: MIGRATE_MSG="add x"
 	$(DBTASKS) revision --autogenerate
@@ -104,3 +108,88 @@ db-migrate-heads: ## The head revisions (more than one must be merged)
 
 db-migrate-merge-heads: ## Write a merge revision joining all heads
 	$(DBTASKS) merge-heads
+
+# -- data: dump, restore, backup, backfill scripts, cleanup --------------------
+# FILE, FROM, MODE, JOBS, KEEP, SCRIPT, DRY_RUN, OLDER_THAN and APPLY reach
+# dbtasks as environment variables (read by its options), never as shell text.
+override FILE := $(value FILE)
+override FROM := $(value FROM)
+override MODE := $(value MODE)
+override JOBS := $(value JOBS)
+override KEEP := $(value KEEP)
+override SCRIPT := $(value SCRIPT)
+override DRY_RUN := $(value DRY_RUN)
+override OLDER_THAN := $(value OLDER_THAN)
+override APPLY := $(value APPLY)
+export FILE FROM MODE JOBS KEEP SCRIPT DRY_RUN OLDER_THAN APPLY
+
+.PHONY: dump-db restore-db dump-and-restore backup-db run-script db-cleanup
+
+dump-db: ## Dump the database (ENV=prod for an environment) to dumps/, or FILE=path
+	$(DBTASKS) dump-db
+
+restore-db: ## Restore FILE=path into the database; swapped in only if it fully succeeded
+	$(DBTASKS) restore-db
+
+dump-and-restore: ## Copy FROM=prod into the local database safely (MODE=full for a plain restore)
+	$(DBTASKS) dump-and-restore
+
+backup-db: ## Timestamped, verified backup into backups/, keeping the newest KEEP
+	$(DBTASKS) backup-db
+
+run-script: ## Run a backfill: SCRIPT=scripts/backfills/x.py [ENV=prod] [DRY_RUN=1]
+	$(DBTASKS) run-script
+
+db-cleanup: ## Delete rows past the retention policies: OLDER_THAN="1 year", dry run unless APPLY=1
+	$(DBTASKS) cleanup
+
+# -- schema docs: diagram.mmd, schema.sql, diagram.svg -------------------------
+# FROM_DATABASE=1 draws the configured database (e.g. with ENV=prod) instead of
+# a scratch database migrated to head; it reaches dbtasks as an environment variable.
+override FROM_DATABASE := $(value FROM_DATABASE)
+export FROM_DATABASE
+
+.PHONY: regenerate-db-diagram check-db-docs
+
+regenerate-db-diagram: ## Write docs/database/diagram.mmd, schema.sql (+ diagram.svg) from the migrations at head
+	$(DBTASKS) regenerate-db-diagram
+
+check-db-docs: ## Fail with a diff when docs/database/diagram.mmd, schema.sql or diagram.svg are stale
+	$(DBTASKS) check-db-docs
+
+# -- migration guardrails: drift, heads, lint, roundtrip, rehearse, check -----
+# SINCE=REF (git base of lint and rehearse), ALL=1 (every revision) and
+# FORMAT=json reach dbtasks as environment variables, never as shell text.
+ifdef SINCE
+export DBTASKS_LINT_SINCE := $(value SINCE)
+endif
+ifdef ALL
+export DBTASKS_ALL := $(value ALL)
+endif
+ifdef FORMAT
+export DBTASKS_FORMAT := $(value FORMAT)
+endif
+
+.PHONY: check db-check-migrations db-check-heads db-migrate-linearize db-lint-migrations \
+	db-check-roundtrip db-rehearse
+
+check: ## Every migration guardrail, one summary table: heads, lint, roundtrip, drift, rehearse, docs
+	$(DBTASKS) check
+
+db-check-migrations: ## Fail when the models differ from the migrations (scratch database, autogenerate)
+	$(DBTASKS) check-migrations
+
+db-check-heads: ## Fail when the history has more than one head
+	$(DBTASKS) check-heads
+
+db-migrate-linearize: ## Rebase the newer branch onto the other head: one straight history
+	$(DBTASKS) linearize
+
+db-lint-migrations: ## Lint new revisions (SINCE=REF, ALL=1, FORMAT=json): imports, structure, squawk
+	$(DBTASKS) lint
+
+db-check-roundtrip: ## Prove every downgrade undoes its upgrade, revision by revision
+	$(DBTASKS) check-roundtrip
+
+db-rehearse: ## Apply the new revisions (SINCE=REF) to a scratch database full of generated rows
+	$(DBTASKS) rehearse

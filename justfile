@@ -112,3 +112,63 @@ db-migrate-heads:
 # Write a merge revision joining all heads
 db-migrate-merge-heads:
     {{dbtasks}} merge-heads
+
+# Dump the database (ENV=prod for an environment) to dumps/, or FILE=path
+dump-db $FILE="":
+    {{dbtasks}} dump-db
+
+# Restore a dump into the database; swapped in only if it fully succeeded: just restore-db path
+restore-db $FILE="":
+    {{dbtasks}} restore-db
+
+# Copy an environment into the local database safely: just dump-and-restore prod [full]
+dump-and-restore $FROM="" $MODE="":
+    {{dbtasks}} dump-and-restore
+
+# Timestamped, verified backup into backups/, keeping the newest KEEP
+backup-db $KEEP="":
+    {{dbtasks}} backup-db
+
+# Run a backfill: just run-script scripts/backfills/x.py [1 for a dry run]
+run-script $SCRIPT="" $DRY_RUN="":
+    {{dbtasks}} run-script
+
+# Delete rows past the retention policies: just db-cleanup "1 year" [1 to apply]
+db-cleanup $OLDER_THAN="" $APPLY="":
+    {{dbtasks}} cleanup
+
+# Write docs/database/diagram.mmd, schema.sql (+ diagram.svg) from the migrations at head; FROM_DATABASE=1 draws the database itself
+regenerate-db-diagram $FROM_DATABASE=env_var_or_default("FROM_DATABASE", ""):
+    {{dbtasks}} regenerate-db-diagram
+
+# Fail with a diff when docs/database/diagram.mmd, schema.sql or diagram.svg are stale
+check-db-docs $FROM_DATABASE=env_var_or_default("FROM_DATABASE", ""):
+    {{dbtasks}} check-db-docs
+
+# Every migration guardrail, one summary table: heads, lint, roundtrip, drift, rehearse, docs
+check $DBTASKS_LINT_SINCE=env_var_or_default("SINCE", "") $DBTASKS_ALL=env_var_or_default("ALL", "") $DBTASKS_FORMAT=env_var_or_default("FORMAT", ""):
+    {{dbtasks}} check
+
+# Fail when the models differ from the migrations (scratch database, autogenerate)
+db-check-migrations $DBTASKS_FORMAT=env_var_or_default("FORMAT", ""):
+    {{dbtasks}} check-migrations
+
+# Fail when the history has more than one head
+db-check-heads:
+    {{dbtasks}} check-heads
+
+# Rebase the newer branch onto the other head: one straight history
+db-migrate-linearize:
+    {{dbtasks}} linearize
+
+# Lint new revisions: just db-lint-migrations [REF] [1 for all] [json]
+db-lint-migrations $DBTASKS_LINT_SINCE=env_var_or_default("SINCE", "") $DBTASKS_ALL=env_var_or_default("ALL", "") $DBTASKS_FORMAT=env_var_or_default("FORMAT", ""):
+    {{dbtasks}} lint
+
+# Prove every downgrade undoes its upgrade, revision by revision
+db-check-roundtrip $DBTASKS_FORMAT=env_var_or_default("FORMAT", ""):
+    {{dbtasks}} check-roundtrip
+
+# Apply the new revisions to a scratch database full of generated rows: just db-rehearse [REF] [1 for all]
+db-rehearse $DBTASKS_LINT_SINCE=env_var_or_default("SINCE", "") $DBTASKS_ALL=env_var_or_default("ALL", ""):
+    {{dbtasks}} rehearse

@@ -16,11 +16,12 @@ from alembic import context
 from sqlalchemy import text
 
 from app.models import Base
-from dbtasks.migrations import migration_lock, online_engine
+from dbtasks.migrations import migration_lock, online_engine, quiet_alembic_chatter
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("dbtasks_quiet_logging"):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
+    quiet_alembic_chatter()
 
 target_metadata = Base.metadata
 

@@ -102,6 +102,25 @@ SETTINGS: tuple[Setting, ...] = (
             "Compose file of the docker backend."),
     Setting("compose_service", "DBTASKS_COMPOSE_SERVICE", "postgres", _str,
             "Service name of the database in the compose file."),
+    # -- data workflows (issue 5) --
+    Setting("dump_dir", "DBTASKS_DUMP_DIR", "dumps", _str,
+            "Directory of dump-db and dump-and-restore files."),
+    Setting("dump_format", "DBTASKS_DUMP_FORMAT", "custom", _str,
+            "custom (one file) or directory (parallel dump with dump_jobs)."),
+    Setting("dump_jobs", "DBTASKS_DUMP_JOBS", 2, _int,
+            "Parallel pg_dump jobs for the directory format."),
+    Setting("dump_compress", "DBTASKS_DUMP_COMPRESS", 6, _int,
+            "Compression level of dumps and backups (0-9)."),
+    Setting("dump_exclude_data", "DBTASKS_DUMP_EXCLUDE_DATA", (), _csv,
+            "Table patterns whose rows are left out of dumps, e.g. public.logs,public.emails."),
+    Setting("restore_jobs", "DBTASKS_RESTORE_JOBS", 2, _int,
+            "Parallel pg_restore jobs."),
+    Setting("restore_owner", "DBTASKS_RESTORE_OWNER", None, _str,
+            "Role that owns everything a restore creates. Unset: the connecting user."),
+    Setting("backup_dir", "DBTASKS_BACKUP_DIR", "backups", _str,
+            "Directory of backup-db files."),
+    Setting("backup_keep", "DBTASKS_BACKUP_KEEP", 7, _int,
+            "How many verified backups backup-db keeps."),
 )
 
 SETTING_BY_NAME = {s.name: s for s in SETTINGS}
@@ -130,6 +149,15 @@ class Settings:
     seed: str = "app.seed:seed"
     compose_file: str = "docker-compose.yml"
     compose_service: str = "postgres"
+    dump_dir: str = "dumps"
+    dump_format: str = "custom"
+    dump_jobs: int = 2
+    dump_compress: int = 6
+    dump_exclude_data: tuple[str, ...] = ()
+    restore_jobs: int = 2
+    restore_owner: str | None = None
+    backup_dir: str = "backups"
+    backup_keep: int = 7
     # Where each value came from: "flag", "environment", ".env", "pyproject", "default".
     sources: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
     # Extra keys of [tool.dbtasks] for the other modules (checks, data, diagram).

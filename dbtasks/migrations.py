@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import re
 import zlib
 from pathlib import Path
@@ -104,6 +105,23 @@ def migration_lock(connection: sa.Connection, config: Config | None = None) -> I
         connection.execute(sa.text("select pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
         connection.execute(sa.text("reset lock_timeout"))
         connection.commit()
+
+
+class _Chatter(logging.Filter):
+    """Drops the two lines Alembic logs on every run; keeps "Running upgrade ..."."""
+
+    NOISE = ("Context impl ", "Will assume ", "Detected sequence named ")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOISE)
+
+
+def quiet_alembic_chatter() -> None:
+    """Call from env.py after fileConfig to keep migration output to what matters."""
+    for name in ("alembic.runtime.migration", "alembic.ddl.postgresql"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Chatter) for f in logger.filters):
+            logger.addFilter(_Chatter())
 
 
 # -- error translation ------------------------------------------------------
@@ -232,6 +250,25 @@ def current_revisions(settings: Settings) -> list[str]:
         return sorted(MigrationContext.configure(conn).get_current_heads())
 
 
+def check_applied_known(settings: Settings, current: list[str], script: ScriptDirectory | None = None) -> None:
+    """The database's revision must exist in this checkout's history.
+
+    It does not when a revision was applied on another git branch and the
+    developer switched away: say so, and how to get back.
+    """
+    script = script or script_directory(settings)
+    for rev in current:
+        try:
+            found = script.get_revision(rev)
+        except CommandError:
+            found = None
+        if found is None:
+            raise MigrationError(
+                f"the database is at revision {rev}, which is not in {script.dir} (applied on another git branch?)",
+                "switch back to that branch and run `make db-migrate-down`, then switch again; or start afresh with `make volume-recreate`",
+            )
+
+
 def heads(settings: Settings) -> list[Revision]:
     """The head revisions of the history (more than one means branches to merge)."""
     script = script_directory(settings)
@@ -259,6 +296,7 @@ def status(settings: Settings) -> Status:
     """Current revision, head(s), and pending revisions oldest first."""
     script = script_directory(settings)
     current = current_revisions(settings)
+    check_applied_known(settings, current, script)
     with translate_errors(settings):
         head_ids = sorted(script.get_heads())
         applied = {r.revision for r in script.iterate_revisions(current, "base")} if current else set()
@@ -310,6 +348,7 @@ def _heads_on(conn: sa.Connection) -> list[str]:
 def _migrate(settings: Settings, fn: Callable[[Config], object]) -> tuple[list[str], list[str]]:
     with _locked(settings) as conn:
         before = _heads_on(conn)
+        check_applied_known(settings, before)
         with translate_errors(settings):
             fn(alembic_config(settings, connection=conn))
         if conn.in_transaction():
@@ -334,7 +373,7 @@ def downgrade(settings: Settings, steps: int | None = 1, target: str | None = No
     if not current_revisions(settings):
         raise NothingToDo("the database is at base already; nothing to downgrade")
     before, after = _migrate(settings, lambda cfg: command.downgrade(cfg, target))
-    return MigrateResult(before, after, _between(settings, after, before))
+    return MigrateResult(before, after, list(reversed(_between(settings, after, before))))
 
 
 def downgrade_all(settings: Settings, confirm: str | None = None, ask=None) -> MigrateResult:
@@ -384,10 +423,7 @@ def revision(settings: Settings, message: str | None, autogenerate: bool = True)
             produced.append(False)
 
     if autogenerate:
-        from dbtasks.server import start_hint
-
-        with connect(settings.url, start_hint(settings)):
-            pass
+        check_applied_known(settings, current_revisions(settings))
     result = None
 
     def _cmd(cfg: Config) -> None:

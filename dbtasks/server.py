@@ -443,16 +443,22 @@ class DockerServer(Server):
         )
         return env
 
-    def _compose(self, action: str) -> subprocess.CompletedProcess:
+    def _preflight(self) -> None:
+        """Docker CLI, Compose plugin and a running engine, each with its own message."""
         if not self.compose_file.is_file():
             raise ConfigError(f"{self.compose_file} not found", "set DBTASKS_COMPOSE_FILE or use DB_SERVER=local")
         if shutil.which("docker") is None:
-            raise ServerError("docker is not installed", "install Docker, or use DB_SERVER=local (no Docker needed)")
+            raise ServerError("Docker is not installed", "install Docker, or use DB_SERVER=local (no Docker needed)")
+        if self._runner(["docker", "compose", "version"], capture_output=True, text=True).returncode != 0:
+            raise ServerError("the Docker Compose plugin is not installed", "install docker-compose-plugin, or use DB_SERVER=local (no Docker needed)")
+        if self._runner(["docker", "info"], capture_output=True, text=True).returncode != 0:
+            raise ServerError("the Docker engine is not running", "start Docker, or use DB_SERVER=local (no Docker needed)")
+
+    def _compose(self, action: str) -> subprocess.CompletedProcess:
+        self._preflight()
         proc = self._runner(self.command(action), capture_output=True, text=True, env=self.environment(), cwd=str(self.settings.project_dir))
         if proc.returncode != 0:
             err = (proc.stderr or proc.stdout or "").strip()
-            if "Cannot connect to the Docker daemon" in err or "docker daemon" in err.lower():
-                raise ServerError("the Docker engine is not running", "start Docker, or use DB_SERVER=local (no Docker needed)")
             raise ServerError(f"docker compose {action} failed: {redact(err.splitlines()[-1] if err else 'no output')}")
         return proc
 

@@ -45,7 +45,7 @@ def run(args, cwd: Path, input: str | None = None, timeout: float = 300, **extra
 
 def run_make(target: str, cwd: Path, *assignments: str, input: str | None = None, **extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["make", "--no-print-directory", target, f"DBTASKS={DBTASKS}", *assignments],
+        ["make", "-s", "--no-print-directory", target, f"DBTASKS={DBTASKS}", *assignments],
         cwd=cwd, env=clean_env(**extra), capture_output=True, text=True, input=input, timeout=300,
     )
 

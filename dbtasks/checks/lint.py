@@ -1,0 +1,405 @@
+"""lint: revision files read without a database.
+
+Rules (the ``rule`` of each finding):
+
+- ``import-error``: the revision file cannot be imported (the others are still linted).
+- ``self-contained``: the revision imports something other than the standard
+  library, alembic, sqlalchemy and the allow-list (``lint_allowed_imports``),
+  typically the application's own models, which move on after the revision is
+  written and then break it.
+- ``missing-revision-id``: no ``revision = "..."`` assignment.
+- ``missing-downgrade``: no ``downgrade()`` function.
+- ``empty-downgrade`` (warning): ``downgrade()`` only passes while ``upgrade()`` does something.
+- ``revision-id-mismatch`` / ``down-revision-mismatch``: the variables disagree
+  with the docstring's ``Revision ID:`` / ``Revises:`` lines.
+- SQL safety: each revision's SQL is rendered in Alembic's offline mode and
+  linted with squawk for the configured PostgreSQL version; squawk's rule names
+  are used as they are (``adding-required-field``, ``require-concurrent-index-creation``,
+  ``changing-column-type``, ``constraint-missing-not-valid``, ``ban-drop-column``,
+  ``renaming-column``, ``renaming-table``, ...). ``sql-not-rendered`` (warning)
+  says a revision's SQL could not be rendered offline.
+- ``suppression-without-reason``: a suppression comment that does not say why.
+
+A line ``# dbtasks: allow <rule>: <why>`` anywhere in a revision file
+suppresses that rule for that file.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from alembic.script import ScriptDirectory
+from alembic.util import load_python_file
+
+from dbtasks.checks import CheckResult, Finding
+from dbtasks.checks.changes import Scope, changed_since
+from dbtasks.checks.workspace import CheckOptions, Workspace, revision_ids
+from dbtasks.config import Settings
+from dbtasks.errors import ConfigError, DbtasksError, redact
+from dbtasks.migrations import alembic_config, translate_errors
+
+CHECK = "lint"
+BASE_ALLOWED = ("alembic", "sqlalchemy")
+SUPPRESSION = re.compile(r"#\s*dbtasks:\s*allow\s+(?P<rule>[\w.-]+)\s*(?::\s*(?P<why>.*?))?\s*$")
+
+# The op.* calls that produce the SQL a squawk rule is about, to point at a line.
+RULE_OPS = {
+    "adding-required-field": ("add_column",),
+    "adding-not-nullable-field": ("alter_column", "add_column"),
+    "adding-field-with-default": ("add_column",),
+    "require-concurrent-index-creation": ("create_index",),
+    "changing-column-type": ("alter_column",),
+    "constraint-missing-not-valid": ("create_foreign_key", "create_check_constraint"),
+    "adding-foreign-key-constraint": ("create_foreign_key",),
+    "ban-drop-column": ("drop_column",),
+    "ban-drop-table": ("drop_table",),
+    "renaming-column": ("alter_column",),
+    "renaming-table": ("rename_table",),
+    "disallowed-unique-constraint": ("create_unique_constraint",),
+    "adding-primary-key-constraint": ("create_primary_key",),
+}
+
+
+@dataclasses.dataclass
+class RevisionFile:
+    """One revision file as lint sees it: source, syntax tree, identifiers."""
+
+    path: Path
+    source: str
+    tree: ast.Module | None = None
+    syntax_error: str | None = None
+    revision: str | None = None
+    down_revision: tuple[str, ...] | None = None
+    has_revision: bool = False
+    has_down_revision: bool = False
+    suppressions: dict[str, str] = dataclasses.field(default_factory=dict)
+    bad_suppressions: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def read(cls, path: Path) -> "RevisionFile":
+        source = path.read_text(encoding="utf-8", errors="replace")
+        item = cls(path=path, source=source)
+        for number, line in enumerate(source.splitlines(), 1):
+            match = SUPPRESSION.search(line)
+            if match:
+                if match["why"]:
+                    item.suppressions[match["rule"]] = match["why"]
+                else:
+                    item.bad_suppressions.append((number, match["rule"]))
+        try:
+            item.tree = ast.parse(source, str(path))
+        except SyntaxError as exc:
+            item.syntax_error = f"line {exc.lineno}: {exc.msg}"
+            return item
+        for node in item.tree.body:
+            target, value = _assignment(node)
+            if target in ("revision", "down_revision"):
+                try:
+                    literal = ast.literal_eval(value)
+                except ValueError:
+                    continue
+                if target == "revision":
+                    item.revision, item.has_revision = (str(literal) if literal else None), True
+                else:
+                    item.down_revision, item.has_down_revision = revision_ids(literal), True
+        return item
+
+    def function(self, name: str) -> ast.FunctionDef | None:
+        if self.tree is None:
+            return None
+        for node in self.tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name == name:
+                return node
+        return None
+
+    def docstring(self) -> str:
+        return (ast.get_docstring(self.tree) or "") if self.tree else ""
+
+
+def _assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        return node.targets[0].id, node.value
+    if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+        return node.target.id, node.value
+    return None, None
+
+
+def _is_empty(body: list[ast.stmt]) -> bool:
+    return all(isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)) for s in body)
+
+
+def docstring_ids(doc: str) -> tuple[str | None, tuple[str, ...] | None]:
+    """The ``Revision ID:`` and ``Revises:`` values of a revision docstring (None: absent)."""
+    rev = re.search(r"^\s*Revision ID:\s*(\S*)\s*$", doc, re.M)
+    down = re.search(r"^\s*Revises:[ \t]*(.*?)\s*$", doc, re.M)
+    downs = tuple(p.strip() for p in down.group(1).split(",") if p.strip()) if down else None
+    return (rev.group(1) if rev else None), downs
+
+
+# -- discovery --------------------------------------------------------------------
+
+
+def revision_paths(settings: Settings) -> list[Path]:
+    """Every revision file of the project's version locations (nothing is imported)."""
+    config = alembic_config(settings, quiet=True)
+    with translate_errors(settings):
+        script = ScriptDirectory.from_config(config)
+    locations = getattr(script, "_version_locations", None) or [script.versions]
+    recursive = getattr(script, "recursive_version_locations", False)
+    paths: set[Path] = set()
+    for location in locations:
+        folder = Path(location)
+        if not folder.is_dir():
+            continue
+        pattern = "**/*.py" if recursive else "*.py"
+        paths.update(p.resolve() for p in folder.glob(pattern) if p.name != "__init__.py" and "__pycache__" not in p.parts)
+    return sorted(paths)
+
+
+# -- the rules --------------------------------------------------------------------
+
+
+class _Linter:
+    def __init__(self, settings: Settings, options: CheckOptions):
+        self.settings = settings
+        self.options = options
+        self.allowed = set(BASE_ALLOWED) | set(options.lint_allowed_imports) | set(sys.stdlib_module_names)
+        self.findings: list[Finding] = []
+
+    def relpath(self, path: Path) -> str:
+        try:
+            return os.path.relpath(path)
+        except ValueError:  # pragma: no cover
+            return str(path)
+
+    def add(self, item: RevisionFile, rule: str, message: str, line: int | None = None, severity: str = "error", remedy: str | None = None) -> None:
+        if rule in item.suppressions:
+            return
+        self.findings.append(Finding(CHECK, rule, message, severity, item.revision, self.relpath(item.path), line, remedy))
+
+    def structure(self, item: RevisionFile) -> None:
+        for line, rule in item.bad_suppressions:
+            self.findings.append(Finding(
+                CHECK, "suppression-without-reason", f"`# dbtasks: allow {rule}` gives no reason, so it is ignored",
+                "error", item.revision, self.relpath(item.path), line,
+                f"write it as `# dbtasks: allow {rule}: <why this is safe>`",
+            ))
+        if item.tree is None:
+            self.add(item, "import-error", f"the revision cannot be parsed ({item.syntax_error})", remedy="fix the syntax error")
+            return
+        if not item.has_revision or not item.revision:
+            self.add(item, "missing-revision-id", "no `revision = \"...\"` assignment; Alembic cannot identify this file", 1)
+        doc_rev, doc_down = docstring_ids(item.docstring())
+        if item.revision and doc_rev is not None and doc_rev != item.revision:
+            self.add(item, "revision-id-mismatch", f"revision is {item.revision!r} but the docstring says Revision ID: {doc_rev}",
+                     self._line_of(item, "revision"), remedy="make the docstring and the variable agree")
+        if item.has_down_revision and doc_down is not None and set(doc_down) != set(item.down_revision or ()):
+            self.add(
+                item, "down-revision-mismatch",
+                f"down_revision is {', '.join(item.down_revision or ()) or 'None'} but the docstring says Revises: {', '.join(doc_down) or '(nothing)'}",
+                self._line_of(item, "down_revision"), remedy="make the docstring's Revises: line and down_revision agree",
+            )
+        upgrade, downgrade = item.function("upgrade"), item.function("downgrade")
+        if downgrade is None:
+            self.add(item, "missing-downgrade", "the revision has no downgrade() function", 1,
+                     remedy="write a downgrade() that undoes upgrade(), or raise NotImplementedError with a reason")
+        elif upgrade is not None and not _is_empty(upgrade.body) and _is_empty(downgrade.body):
+            self.add(item, "empty-downgrade", "downgrade() does nothing while upgrade() changes the schema", downgrade.lineno,
+                     "warning", "undo the upgrade in downgrade(), or raise NotImplementedError if it cannot be undone")
+
+    def imports(self, item: RevisionFile) -> None:
+        if item.tree is None:
+            return
+        for node in ast.walk(item.tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = ["." * node.level + (node.module or "")] if node.level else [node.module or ""]
+            for name in names:
+                top = name.split(".")[0]
+                if name.startswith(".") or top not in self.allowed:
+                    self.add(
+                        item, "self-contained", f"imports {name!r}, which is not the standard library, alembic, sqlalchemy or an allowed package",
+                        node.lineno,
+                        remedy=f"copy what the revision needs into it (sa.table()/sa.column() for data), or allow the package with lint_allowed_imports",
+                    )
+
+    def importable(self, item: RevisionFile) -> bool:
+        if item.tree is None:
+            return False
+        try:
+            load_python_file(str(item.path.parent), item.path.name)
+        except Exception as exc:  # noqa: BLE001 - any import failure is the finding
+            text = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            self.add(item, "import-error", f"the revision cannot be imported: {type(exc).__name__}: {text}", remedy="fix the import; the revision must load on its own")
+            return False
+        return True
+
+    # -- SQL safety ---------------------------------------------------------------
+
+    def sql_safety(self, workspace: Workspace, items: list[RevisionFile]) -> None:
+        by_revision = {i.revision: i for i in items if i.revision}
+        if not by_revision:
+            return
+        sql = self._render(workspace, by_revision)
+        if not sql:
+            return
+        squawk = find_squawk()
+        with tempfile.TemporaryDirectory(prefix="dbtasks-lint-") as tmp:
+            files = {}
+            for rev, text in sql.items():
+                path = Path(tmp) / f"{rev}.sql"
+                path.write_text(text)
+                files[str(path)] = rev
+            args = [squawk, "--reporter", "json", "--no-error-on-unmatched-pattern"]
+            if self.options.lint_pg_version:
+                args += ["--pg-version", self.options.lint_pg_version]
+            if self.options.lint_squawk_exclude:
+                args += ["--exclude", ",".join(self.options.lint_squawk_exclude)]
+            proc = subprocess.run([*args, *files], capture_output=True, text=True, cwd=tmp)
+            try:
+                reports = json.loads(proc.stdout or "[]")
+            except json.JSONDecodeError:
+                first = (proc.stderr or proc.stdout).strip().splitlines()
+                raise ConfigError(f"squawk failed: {first[0] if first else 'no output'}", "check the squawk installation (pip install squawk-cli)") from None
+        for report in reports:
+            rev = files.get(report.get("file"))
+            if rev is None:
+                rev = Path(report.get("file", "")).stem
+            item = by_revision.get(rev)
+            if item is None:
+                continue
+            lines = sql[rev].splitlines()
+            start, end = int(report.get("line", 0)), int(report.get("line_end", report.get("line", 0)))
+            statement = " ".join(" ".join(lines[start:end + 1]).split())
+            if len(statement) > 160:
+                statement = statement[:157] + "..."
+            rule = report.get("rule_name") or "squawk"
+            self.add(item, rule, f"{report.get('message', '').strip()} SQL: {statement}", self._op_line(item, rule),
+                     remedy=(report.get("help") or None) and f"{report['help'].rstrip('.')}, or add `# dbtasks: allow {rule}: <why>`")
+
+    def _render(self, workspace: Workspace, by_revision: dict[str, RevisionFile]) -> dict[str, str]:
+        """The SQL of each in-scope revision, from one offline run when possible."""
+        out: dict[str, str] = {}
+        try:
+            text = workspace.render_sql(None, "heads")
+            current: list[str] = []
+            chunks: dict[str, list[str]] = {}
+            for line in text.splitlines():
+                match = re.match(r"^-- Running upgrade .*-> (\S+)\s*$", line)
+                if match:
+                    # The BEGIN that opens this revision's transaction precedes its marker.
+                    opening = []
+                    while current and current[-1].strip() in ("", "BEGIN;"):
+                        opening.insert(0, current.pop())
+                    current = chunks[match.group(1)] = [o for o in opening if o.strip()]
+                    continue
+                current.append(line)
+            for rev in by_revision:
+                if rev in chunks:
+                    out[rev] = _strip_version_table("\n".join(chunks[rev]))
+            return out
+        except DbtasksError:
+            pass
+        except Exception:  # noqa: BLE001 - a revision that cannot render offline; find which below
+            pass
+        for rev, item in by_revision.items():
+            try:
+                script = workspace.get(rev)
+                down = revision_ids(script.down_revision)
+                start = down[0] if len(down) == 1 else None
+                if len(down) > 1:
+                    continue  # merge revisions hold no DDL of their own
+                out[rev] = _strip_version_table(workspace.render_sql(start, rev).split("-> " + rev, 1)[-1])
+            except Exception as exc:  # noqa: BLE001
+                text = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+                self.add(item, "sql-not-rendered", f"the SQL cannot be rendered in offline mode ({text}); squawk did not see it",
+                         severity="warning", remedy="guard data access with `if context.is_offline_mode()`")
+        return out
+
+    def _line_of(self, item: RevisionFile, name: str) -> int | None:
+        for node in item.tree.body if item.tree else ():
+            if _assignment(node)[0] == name:
+                return node.lineno
+        return None
+
+    def _op_line(self, item: RevisionFile, rule: str) -> int | None:
+        upgrade = item.function("upgrade")
+        if upgrade is None:
+            return None
+        wanted = RULE_OPS.get(rule, ())
+        for node in ast.walk(upgrade):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in wanted:
+                return node.lineno
+        for node in ast.walk(upgrade):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "execute":
+                return node.lineno
+        return upgrade.lineno
+
+
+def _strip_version_table(sql: str) -> str:
+    """Drop Alembic's own bookkeeping statements; keep BEGIN/COMMIT for context."""
+    kept = []
+    for statement in re.split(r";\s*\n", sql):
+        if "alembic_version" in statement:
+            continue
+        if statement.strip():
+            kept.append(statement.strip().rstrip(";") + ";")
+    # A chunk cut out of a longer script may have lost the BEGIN of its transaction.
+    words = [k.upper() for k in kept]
+    if "COMMIT;" in words and ("BEGIN;" not in words or words.index("COMMIT;") < words.index("BEGIN;")):
+        kept.insert(0, "BEGIN;")
+    return "\n\n".join(kept) + "\n"
+
+
+def find_squawk() -> str:
+    """The squawk binary: next to this Python (the venv) or on PATH."""
+    candidate = Path(sys.executable).parent / "squawk"
+    if candidate.is_file():
+        return str(candidate)
+    found = shutil.which("squawk")
+    if not found:
+        raise ConfigError("squawk is not installed", "pip install squawk-cli (it is a dbtasks dependency)")
+    return found
+
+
+def lint(settings: Settings, since: str | None = None, all_revisions: bool = False, options: CheckOptions | None = None) -> CheckResult:
+    """Lint the revisions in scope (added since the git base, or all); no database needed."""
+    options = options or CheckOptions.from_settings(settings)
+    base = since or options.lint_since
+    scope: Scope = changed_since(settings.alembic_ini_path.parent, base, since_is_default=since is None and options.since_is_default, all_revisions=all_revisions)
+    result = CheckResult(CHECK)
+    if scope.note:
+        result.notes.append(scope.note)
+    linter = _Linter(settings, options)
+    items = [RevisionFile.read(p) for p in revision_paths(settings) if scope.includes(p)]
+    if not items:
+        result.notes.append(f"no revision in scope ({scope.describe()})")
+        return result
+    result.notes.append(f"linted {len(items)} revision(s): {scope.describe()}")
+    for item in items:
+        linter.structure(item)
+        linter.imports(item)
+    # Importing is only needed to name the culprit when the history does not load.
+    try:
+        workspace = Workspace(settings, options)
+        workspace.revisions()
+    except DbtasksError as exc:
+        workspace = None
+        result.notes.append(f"SQL safety not checked: the history cannot be loaded ({exc})")
+        for item in items:
+            linter.importable(item)
+    if workspace is not None:
+        linter.sql_safety(workspace, [i for i in items if i.tree is not None])
+    result.findings = sorted(linter.findings, key=lambda f: (f.file or "", f.line or 0, f.rule))
+    return result

@@ -1,0 +1,112 @@
+"""A schema snapshot from the PostgreSQL catalog, and the difference between two.
+
+The snapshot covers what a downgrade must restore: schemas, tables and views,
+columns (type, nullability, default, identity), indexes, constraints, enum
+types with their labels, sequences, functions, triggers and extensions. It is
+read with a handful of catalog queries (no per-table reflection), so taking
+one after every migration step stays cheap on long histories.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+SYSTEM = "('pg_catalog', 'information_schema', 'pg_toast')"
+
+QUERIES = {
+    "schema": f"""
+        select nspname, '' from pg_namespace
+        where nspname not in {SYSTEM} and nspname not like 'pg_temp_%' and nspname not like 'pg_toast_temp_%'
+    """,
+    "table": f"""
+        select n.nspname || '.' || c.relname, c.relkind::text
+        from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where c.relkind in ('r', 'p', 'v', 'm', 'f') and n.nspname not in {SYSTEM}
+          and c.relname <> :version_table
+    """,
+    "column": f"""
+        select n.nspname || '.' || c.relname || '.' || a.attname,
+               format_type(a.atttypid, a.atttypmod)
+               || case when a.attnotnull then ' not null' else ' null' end
+               || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+               || case a.attidentity when 'a' then ' identity always' when 'd' then ' identity by default' else '' end
+               || case a.attgenerated when 's' then ' generated' else '' end
+        from pg_attribute a
+        join pg_class c on c.oid = a.attrelid
+        join pg_namespace n on n.oid = c.relnamespace
+        left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+        where a.attnum > 0 and not a.attisdropped and c.relkind in ('r', 'p', 'v', 'm', 'f')
+          and n.nspname not in {SYSTEM} and c.relname <> :version_table
+    """,
+    "index": f"""
+        select schemaname || '.' || indexname, indexdef from pg_indexes
+        where schemaname not in {SYSTEM} and tablename <> :version_table
+    """,
+    "constraint": f"""
+        select n.nspname || '.' || cl.relname || '.' || con.conname, pg_get_constraintdef(con.oid)
+        from pg_constraint con
+        join pg_class cl on cl.oid = con.conrelid
+        join pg_namespace n on n.oid = cl.relnamespace
+        where n.nspname not in {SYSTEM} and cl.relname <> :version_table
+    """,
+    "enum type": f"""
+        select n.nspname || '.' || t.typname, string_agg(quote_literal(e.enumlabel), ', ' order by e.enumsortorder)
+        from pg_type t
+        join pg_enum e on e.enumtypid = t.oid
+        join pg_namespace n on n.oid = t.typnamespace
+        where n.nspname not in {SYSTEM}
+        group by 1
+    """,
+    "sequence": f"""
+        select schemaname || '.' || sequencename,
+               data_type::text || ' start ' || start_value || ' increment ' || increment_by
+               || ' min ' || min_value || ' max ' || max_value || case when cycle then ' cycle' else '' end
+        from pg_sequences where schemaname not in {SYSTEM}
+    """,
+    "view definition": f"""
+        select schemaname || '.' || viewname, definition from pg_views where schemaname not in {SYSTEM}
+    """,
+    "function": f"""
+        select n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', md5(p.prosrc)
+        from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname not in {SYSTEM}
+          and not exists (select 1 from pg_depend d where d.objid = p.oid and d.deptype = 'e')
+    """,
+    "trigger": f"""
+        select n.nspname || '.' || c.relname || '.' || t.tgname, pg_get_triggerdef(t.oid)
+        from pg_trigger t join pg_class c on c.oid = t.tgrelid join pg_namespace n on n.oid = c.relnamespace
+        where not t.tgisinternal and n.nspname not in {SYSTEM}
+    """,
+    "extension": "select extname, extversion from pg_extension",
+}
+
+Snapshot = dict[str, dict[str, str]]
+
+
+def take(connection: sa.Connection, version_table: str = "alembic_version") -> Snapshot:
+    """The schema as seen on ``connection`` (inside its current transaction)."""
+    snap: Snapshot = {}
+    for kind, sql in QUERIES.items():
+        params = {"version_table": version_table} if ":version_table" in sql else {}
+        rows = connection.execute(sa.text(sql), params).all()
+        snap[kind] = {str(name): str(value) for name, value in rows}
+    return snap
+
+
+def _name(kind: str, key: str) -> str:
+    return f"{kind} {key.removeprefix('public.')}"
+
+
+def difference(expected: Snapshot, actual: Snapshot) -> tuple[list[str], list[str], list[str]]:
+    """(left behind, lost, changed): what ``actual`` has more, less, or different."""
+    extra, missing, changed = [], [], []
+    for kind in QUERIES:
+        want, have = expected.get(kind, {}), actual.get(kind, {})
+        for key in sorted(set(have) - set(want)):
+            extra.append(_name(kind, key))
+        for key in sorted(set(want) - set(have)):
+            missing.append(_name(kind, key))
+        for key in sorted(set(want) & set(have)):
+            if want[key] != have[key]:
+                changed.append(f"{_name(kind, key)}: {want[key]} -> {have[key]}")
+    return extra, missing, changed

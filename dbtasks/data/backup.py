@@ -1,0 +1,73 @@
+"""``backup-db``: a timestamped, compressed, verified dump; keep the newest N.
+
+Each backup is checked with ``pg_restore --list`` (the archive is complete and
+readable) before any older backup is deleted, so a failed or corrupt backup
+never costs a good one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+from pathlib import Path
+
+from dbtasks.config import Settings
+from dbtasks.data.dump import FORMATS, DumpResult, dump_db, env_label, read_archive, timestamp
+from dbtasks.data.tools import DataError, DumpFileError, ProgressCallback, ensure_tool_dir
+from dbtasks.errors import UsageError
+
+
+@dataclasses.dataclass
+class BackupResult:
+    """The new backup, the ones kept and the ones deleted."""
+
+    dump: DumpResult
+    entries: int
+    kept: list[Path]
+    deleted: list[Path]
+
+
+def backup_files(directory: Path, prefix: str) -> list[Path]:
+    """Backups of one database in ``directory``, oldest first (the name holds the UTC time)."""
+    if not directory.is_dir():
+        return []
+    pattern = re.compile(rf"^{re.escape(prefix)}-\d{{8}}T\d{{6}}Z(\.dump|\.dir)$")
+    return sorted((p for p in directory.iterdir() if pattern.match(p.name)), key=lambda p: p.name)
+
+
+def backup_db(
+    settings: Settings,
+    directory: str | Path | None = None,
+    keep: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> BackupResult:
+    """Write ``<dir>/<db>-<env>-<UTC time>.dump``, verify it, then delete all but the newest ``keep``."""
+    keep = settings.backup_keep if keep is None else keep
+    if keep < 1:
+        raise UsageError(f"KEEP={keep} would delete every backup", "keep at least 1")
+    target = ensure_tool_dir(settings.path(str(directory)) if directory else settings.path(settings.backup_dir))
+    prefix = f"{settings.database_name}-{env_label(settings)}"
+    fmt = settings.dump_format if settings.dump_format in FORMATS else "custom"
+    name = f"{prefix}-{timestamp()}{FORMATS[fmt][1]}"
+    if (target / name).exists():
+        raise UsageError(f"{target / name} already exists (two backups in the same second)", "wait a second and run again")
+    dumped = dump_db(settings, output=target / name, fmt=fmt, progress=progress)
+    try:
+        info = read_archive(dumped.path, settings.pg_bin)
+    except DumpFileError as exc:
+        # A backup that cannot be listed is not a backup: remove it, keep the older ones.
+        if dumped.path.is_dir():
+            shutil.rmtree(dumped.path, ignore_errors=True)
+        else:
+            dumped.path.unlink(missing_ok=True)
+        raise DataError(f"the new backup failed verification ({exc.message}); older backups were kept") from None
+    files = backup_files(target, prefix)
+    doomed = files[:-keep] if len(files) > keep else []
+    for path in doomed:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    kept = [p for p in files if p not in doomed]
+    return BackupResult(dumped, len(info.entries), kept, doomed)

@@ -1,0 +1,297 @@
+"""``db-cleanup``: delete rows older than a retention age, children before parents, in batches.
+
+Policies live in ``pyproject.toml``::
+
+    [tool.dbtasks.cleanup]
+    older_than = "1 year"        # default age (OLDER_THAN overrides every policy)
+    batch_size = 5000
+    lock_timeout = "2s"
+    orphans = ["tags"]           # parents removed once no row references them
+
+    [tool.dbtasks.cleanup.tables]
+    comments = "created_at"                                   # column, default age
+    tasks = { column = "created_at", older_than = "2 years" }
+
+The foreign keys are read from the catalog. A row of a policy table is doomed
+when its column is older than the cutoff; a row of any table that references a
+doomed row (``ON DELETE`` NO ACTION, RESTRICT or CASCADE) is doomed too, so it
+is deleted - and counted - before its parent rather than left to fail or to
+cascade unseen. ``SET NULL``/``SET DEFAULT`` references are left to PostgreSQL.
+Tables are processed leaf first (children before parents), each in batches of
+its own short transaction. The default is a dry run that only counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+
+from dbtasks.config import Settings
+from dbtasks.database import connect, describe
+from dbtasks.data.tools import DataError, ProgressCallback, report
+from dbtasks.errors import ConfigError, UsageError
+from dbtasks.safety import guard
+
+DELETE_FOLLOWS = {"a", "r", "c"}  # no action, restrict, cascade: the child row must go first
+
+
+class CleanupError(DataError):
+    """A cleanup could not be planned or a batch failed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    table: str
+    column: str
+    older_than: str
+
+
+@dataclasses.dataclass
+class Step:
+    """One table of the plan: why its rows go, and how many (counted, or deleted)."""
+
+    table: str
+    reason: str
+    rows: int
+
+
+@dataclasses.dataclass
+class CleanupResult:
+    applied: bool
+    steps: list[Step]
+    cutoffs: dict[str, datetime]
+    seconds: float
+
+    @property
+    def total(self) -> int:
+        return sum(s.rows for s in self.steps)
+
+
+@dataclasses.dataclass
+class _FK:
+    child: int
+    parent: int
+    child_cols: list[str]
+    parent_cols: list[str]
+    action: str
+
+
+def policies_from_settings(settings: Settings, older_than: str | None = None) -> tuple[list[Policy], list[str], dict[str, Any]]:
+    """Policies, orphan tables and options from ``[tool.dbtasks.cleanup]``."""
+    section = settings.extra.get("cleanup") or {}
+    if not isinstance(section, dict):
+        raise ConfigError("[tool.dbtasks] cleanup must be a table", "write [tool.dbtasks.cleanup] with a tables sub-table")
+    default_age = older_than or section.get("older_than")
+    policies = []
+    for table, spec in (section.get("tables") or {}).items():
+        if isinstance(spec, str):
+            column, age = spec, None
+        elif isinstance(spec, dict) and "column" in spec:
+            column, age = spec["column"], spec.get("older_than")
+        else:
+            raise ConfigError(f"[tool.dbtasks.cleanup.tables] {table} needs a timestamp column", f'write {table} = "created_at" or {table} = {{ column = "created_at", older_than = "1 year" }}')
+        age = older_than or age or default_age
+        if not age:
+            raise ConfigError(f"no retention age for table {table}", 'pass OLDER_THAN="1 year" or set older_than in [tool.dbtasks.cleanup]')
+        policies.append(Policy(table, str(column), str(age)))
+    orphans = [str(t) for t in section.get("orphans", [])]
+    options = {k: section[k] for k in ("batch_size", "lock_timeout") if k in section}
+    return policies, orphans, options
+
+
+def _catalog(conn: sa.Connection) -> tuple[dict[int, str], list[_FK]]:
+    names = dict(conn.execute(sa.text(
+        "select c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) from pg_class c "
+        "join pg_namespace n on n.oid = c.relnamespace where c.relkind in ('r', 'p') "
+        "and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%'"
+    )).all())
+    fks = []
+    for row in conn.execute(sa.text(
+        "select con.conrelid, con.confrelid, con.confdeltype, "
+        "array(select quote_ident(attname) from unnest(con.conkey) with ordinality k(n, o) join pg_attribute a on a.attrelid = con.conrelid and a.attnum = k.n order by k.o), "
+        "array(select quote_ident(attname) from unnest(con.confkey) with ordinality k(n, o) join pg_attribute a on a.attrelid = con.confrelid and a.attnum = k.n order by k.o) "
+        "from pg_constraint con where con.contype = 'f'"
+    )):
+        if row[0] in names and row[1] in names:
+            fks.append(_FK(row[0], row[1], list(row[3]), list(row[4]), row[2]))
+    return names, fks
+
+
+def _oid(conn: sa.Connection, table: str) -> int:
+    oid = conn.execute(sa.text("select to_regclass(:t)::oid"), {"t": table}).scalar()
+    if oid is None:
+        raise ConfigError(f"cleanup policy names table {table!r}, which does not exist", "fix [tool.dbtasks.cleanup.tables]")
+    return int(oid)
+
+
+class _Planner:
+    def __init__(self, names: dict[int, str], fks: list[_FK], own: dict[int, tuple[str, str]], orphans: set[int]):
+        self.names, self.fks, self.own, self.orphans = names, fks, own, orphans
+        self.counter = 0
+
+    def alias(self) -> str:
+        self.counter += 1
+        return f"_d{self.counter}"
+
+    def affected(self) -> set[int]:
+        result = set(self.own) | set(self.orphans)
+        changed = True
+        while changed:
+            changed = False
+            for fk in self.fks:
+                if fk.parent in result and fk.action in DELETE_FOLLOWS and fk.child not in result and fk.child != fk.parent:
+                    result.add(fk.child)
+                    changed = True
+        return result
+
+    def doomed(self, oid: int, alias: str, visiting: frozenset[int]) -> str:
+        """SQL true for rows of ``oid`` (as ``alias``) this cleanup deletes."""
+        visiting = visiting | {oid}
+        terms = []
+        if oid in self.own:
+            column, param = self.own[oid]
+            terms.append(f"{alias}.{column} < :{param}")
+        for fk in self.fks:
+            if fk.child == oid and fk.action in DELETE_FOLLOWS and fk.parent not in visiting:
+                inner = self.doomed(fk.parent, p := self.alias(), visiting)
+                if inner != "false":
+                    join = " and ".join(f"{p}.{pc} = {alias}.{cc}" for pc, cc in zip(fk.parent_cols, fk.child_cols))
+                    terms.append(f"exists (select 1 from {self.names[fk.parent]} as {p} where {join} and ({inner}))")
+        if oid in self.orphans:
+            clauses = []
+            for fk in self.fks:
+                if fk.parent == oid:
+                    c = self.alias()
+                    join = " and ".join(f"{c}.{cc} = {alias}.{pc}" for pc, cc in zip(fk.parent_cols, fk.child_cols))
+                    child_doomed = self.doomed(fk.child, c, visiting) if fk.child not in visiting else "false"
+                    clauses.append(f"not exists (select 1 from {self.names[fk.child]} as {c} where {join} and not ({child_doomed}))")
+            if clauses:
+                terms.append("(" + " and ".join(clauses) + ")")
+        return " or ".join(f"({t})" for t in terms) if terms else "false"
+
+    def order(self, tables: set[int]) -> list[int]:
+        """Children before parents; a foreign-key cycle between tables cannot be ordered."""
+        remaining = set(tables)
+        ordered: list[int] = []
+        while remaining:
+            # A table is ready when no remaining table (other than itself) references it.
+            ready = sorted(
+                (t for t in remaining if not any(fk.parent == t and fk.child in remaining and fk.child != t for fk in self.fks)),
+                key=lambda t: self.names[t],
+            )
+            if not ready:
+                cycle = ", ".join(sorted(self.names[t] for t in remaining))
+                raise CleanupError(f"the foreign keys between {cycle} form a cycle, so there is no leaf-first order", "clean those tables with a backfill script instead")
+            ordered.extend(ready)
+            remaining -= set(ready)
+        return ordered
+
+
+def cleanup(
+    settings: Settings,
+    older_than: str | None = None,
+    apply: bool = False,
+    policies: list[Policy] | None = None,
+    orphans: list[str] | None = None,
+    batch_size: int | None = None,
+    lock_timeout: str | None = None,
+    confirm: str | None = None,
+    ask=None,
+    progress: ProgressCallback | None = None,
+) -> CleanupResult:
+    """Count (default) or delete (``apply``) the rows the retention policies doom, leaf first.
+
+    ``policies`` and ``orphans`` default to ``[tool.dbtasks.cleanup]``;
+    ``older_than`` (a PostgreSQL interval such as ``"1 year"``) overrides every
+    policy's age.
+    """
+    configured, conf_orphans, options = policies_from_settings(settings, older_than)
+    if policies is None:
+        policies = configured
+    elif older_than:
+        policies = [dataclasses.replace(p, older_than=older_than) for p in policies]
+    orphans = conf_orphans if orphans is None else orphans
+    batch_size = int(batch_size or options.get("batch_size", 5000))
+    lock_timeout = lock_timeout or str(options.get("lock_timeout", "2s"))
+    if not policies and not orphans:
+        raise ConfigError(
+            "no retention policies are configured",
+            'add [tool.dbtasks.cleanup.tables] with e.g. comments = "created_at" to pyproject.toml',
+        )
+    if apply:
+        guard(settings, "delete old rows", confirm, ask)
+    from dbtasks.server import start_hint
+
+    started = time.monotonic()
+    with connect(settings.url, start_hint(settings)) as conn:
+        names, fks = _catalog(conn)
+        own: dict[int, tuple[str, str]] = {}
+        cutoffs: dict[str, datetime] = {}
+        params: dict[str, Any] = {}
+        for i, policy in enumerate(policies):
+            oid = _oid(conn, policy.table)
+            exists = conn.execute(
+                sa.text("select quote_ident(attname) from pg_attribute where attrelid = :o and attname = :c and attnum > 0 and not attisdropped"),
+                {"o": oid, "c": policy.column},
+            ).scalar()
+            if not exists:
+                raise ConfigError(f"cleanup policy: table {policy.table} has no column {policy.column!r}", "fix [tool.dbtasks.cleanup.tables]")
+            try:
+                cutoff = conn.execute(sa.text("select now() - cast(:a as interval)"), {"a": policy.older_than}).scalar()
+            except DBAPIError:
+                raise UsageError(f"{policy.older_than!r} is not a PostgreSQL interval", 'write an age such as OLDER_THAN="1 year" or "90 days"') from None
+            finally:
+                conn.rollback()
+            own[oid] = (exists, f"cut{i}")
+            params[f"cut{i}"] = cutoff
+            cutoffs[names[oid]] = cutoff
+        orphan_oids = {_oid(conn, t) for t in orphans}
+        planner = _Planner(names, fks, own, orphan_oids)
+        tables = planner.order(planner.affected())
+        predicates = {oid: planner.doomed(oid, "_t", frozenset()) for oid in tables}
+
+        def reason(oid: int) -> str:
+            if oid in own:
+                return f"{own[oid][0]} older than cutoff"
+            if oid in orphan_oids:
+                return "no longer referenced"
+            return "references deleted rows"
+
+        counts: dict[int, int] = {}
+        for oid in tables:
+            counts[oid] = int(conn.execute(sa.text(f"select count(*) from {names[oid]} as _t where {predicates[oid]}"), params).scalar())
+        conn.rollback()
+        if not apply:
+            steps = [Step(names[oid], reason(oid), counts[oid]) for oid in tables]
+            return CleanupResult(False, steps, cutoffs, time.monotonic() - started)
+
+        steps: list[Step] = []
+        for oid in tables:
+            table = names[oid]
+            deleted = 0
+            report(progress, f"cleanup {table}", 0, counts[oid], "rows")
+            sql = sa.text(
+                f"delete from {table} where ctid = any(array(select _t.ctid from {table} as _t where {predicates[oid]} limit :_limit))"
+            )
+            while True:
+                try:
+                    with conn.begin():
+                        conn.execute(sa.text("select set_config('lock_timeout', :v, true)"), {"v": lock_timeout})
+                        n = conn.execute(sql, {**params, "_limit": batch_size}).rowcount
+                except DBAPIError as exc:
+                    first = str(exc.orig).strip().splitlines()[0]
+                    raise CleanupError(
+                        f"cleanup of {table} failed on {describe(settings.url)} after {deleted} row(s): {first}",
+                        "rows deleted so far stay deleted; fix the cause and run again",
+                    ) from None
+                deleted += n
+                report(progress, f"cleanup {table}", deleted, max(counts[oid], deleted), "rows")
+                if n < batch_size:
+                    break
+            steps.append(Step(table, reason(oid), deleted))
+    return CleanupResult(True, steps, cutoffs, time.monotonic() - started)

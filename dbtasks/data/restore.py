@@ -1,0 +1,385 @@
+"""``restore-db`` and ``dump-and-restore``: load a dump without risking the current database.
+
+How a restore keeps the current database safe:
+
+1. The archive is read (``pg_restore --list``) and checked against the target
+   server before anything changes: a missing, corrupt or too-new dump stops here.
+2. An advisory lock on the server's maintenance database makes restores into
+   the same database take turns; a killed run's lock dies with its connection.
+3. Leftovers of an interrupted earlier run (``dbtasks_restore_*`` scratch
+   databases, ``dbtasks_old_*`` databases swapped out) are dropped.
+4. The dump is restored into a new scratch database ``dbtasks_restore_<ts>_<hash>``.
+5. Only when that fully succeeded, one transaction renames the current
+   database to ``dbtasks_old_<ts>_<hash>`` and the scratch database to the
+   target name (PostgreSQL allows ``ALTER DATABASE ... RENAME`` in a
+   transaction, so both renames commit together or not at all).
+6. The old database is dropped.
+
+Killed at any point, the target name holds either the old database, untouched,
+or the new one, complete; the next run drops whatever is left over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+import time
+import zlib
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+
+from dbtasks.config import Settings, load_settings
+from dbtasks.database import admin_url, connect, create_database, describe, drop_database, quote_ident
+from dbtasks.data.dump import ArchiveInfo, DumpResult, archive_revision, dump_db, read_archive
+from dbtasks.data.tools import (
+    ClientVersionError,
+    DataError,
+    ProgressCallback,
+    find_client,
+    first_error,
+    pause_point,
+    report,
+    run_client,
+    server_major,
+)
+from dbtasks.errors import DbtasksError, ProtectedEnvironment, UsageError
+from dbtasks.safety import guard
+
+SCRATCH_PREFIX = "dbtasks_restore_"
+OLD_PREFIX = "dbtasks_old_"
+MODES = ("schema", "full")
+
+
+@dataclasses.dataclass
+class RestoreResult:
+    """What a restore did."""
+
+    database: str
+    file: Path
+    tables: int
+    seconds: float
+    mode: str = "full"
+    revision: str | None = None
+    replaced: bool = False
+    leftovers: list[str] = dataclasses.field(default_factory=list)
+    dump: DumpResult | None = None
+
+
+def target_hash(target: str) -> str:
+    """Eight hex digits naming the target inside scratch names (names are limited to 63 bytes)."""
+    return f"{zlib.crc32(target.encode()):08x}"
+
+
+def scratch_names(target: str) -> tuple[str, str]:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    h = target_hash(target)
+    return f"{SCRATCH_PREFIX}{stamp}_{h}", f"{OLD_PREFIX}{stamp}_{h}"
+
+
+def leftover_pattern(target: str) -> re.Pattern:
+    return re.compile(rf"^({SCRATCH_PREFIX}|{OLD_PREFIX})\d{{14}}_{target_hash(target)}$")
+
+
+def leftovers(url: URL, target: str) -> list[str]:
+    """Scratch and swapped-out databases that earlier restores into ``target`` left behind."""
+    pattern = leftover_pattern(target)
+    with connect(admin_url(url), autocommit=True) as conn:
+        names = conn.execute(sa.text("select datname from pg_database where datname like 'dbtasks\\_%'")).scalars().all()
+    return sorted(n for n in names if pattern.match(n))
+
+
+@contextlib.contextmanager
+def restore_lock(url: URL, target: str) -> Iterator[None]:
+    """One restore per target at a time; the lock dies with the process holding it."""
+    key = zlib.crc32(f"dbtasks:restore:{target}".encode())
+    with connect(admin_url(url), autocommit=True) as conn:
+        got = conn.execute(sa.text("select pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+        if not got:
+            raise DataError(f"another restore into {target!r} is running on {describe(url)}", "wait for it to finish, then run again")
+        try:
+            yield
+        finally:
+            conn.execute(sa.text("select pg_advisory_unlock(:k)"), {"k": key})
+
+
+def _facts(url: URL, target: str) -> tuple[int, str | None, bool]:
+    """(server_version_num, owner of target or None, current user is superuser)."""
+    from dbtasks.server import START_HINT
+
+    with connect(admin_url(url), START_HINT, autocommit=True) as conn:
+        num = int(conn.execute(sa.text("show server_version_num")).scalar())
+        owner = conn.execute(
+            sa.text("select pg_get_userbyid(datdba) from pg_database where datname = :n"), {"n": target}
+        ).scalar()
+        superuser = bool(conn.execute(sa.text("select rolsuper from pg_roles where rolname = current_user")).scalar())
+    return num, owner, superuser
+
+
+def swap_in(url: URL, scratch: str, target: str, old: str, attempts: int = 10) -> bool:
+    """Rename ``target`` to ``old`` and ``scratch`` to ``target`` in one transaction; drop ``old``.
+
+    Returns True when a database was replaced. Sessions on the target are
+    terminated first; one that reconnects in between makes the rename fail,
+    and the whole swap is tried again.
+    """
+    replaced = False
+    for attempt in range(attempts):
+        engine_url = admin_url(url)
+        try:
+            with connect(engine_url) as conn:
+                with conn.begin():
+                    exists = conn.execute(sa.text("select 1 from pg_database where datname = :n"), {"n": target}).scalar()
+                    if exists:
+                        conn.execute(
+                            sa.text("select pg_terminate_backend(pid) from pg_stat_activity where datname = :n and pid <> pg_backend_pid()"),
+                            {"n": target},
+                        )
+                        conn.execute(sa.text(f"ALTER DATABASE {quote_ident(target)} RENAME TO {quote_ident(old)}"))
+                    conn.execute(sa.text(f"ALTER DATABASE {quote_ident(scratch)} RENAME TO {quote_ident(target)}"))
+                    pause_point("swap-uncommitted")
+                replaced = bool(exists)
+            break
+        except DBAPIError as exc:
+            if "being accessed by other users" in str(exc.orig) and attempt + 1 < attempts:
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            raise DataError(
+                f"could not swap the restored database in as {target!r}: {str(exc.orig).strip().splitlines()[0]}",
+                f"the current database is unchanged; close the sessions on {target!r} and run again",
+            ) from None
+    pause_point("after-swap")
+    if replaced:
+        drop_database(url, old)
+    return replaced
+
+
+def _check_versions(info: ArchiveInfo, version_num: int, url: URL) -> None:
+    target_major = server_major(version_num)
+    if info.from_major and info.from_major > target_major:
+        raise ClientVersionError(
+            f"{info.path} is a dump of a PostgreSQL {info.from_major} server, newer than the PostgreSQL {target_major} server at {describe(url)}",
+            f"restore it into a PostgreSQL {info.from_major} or newer server (e.g. PG_BIN=<PostgreSQL {info.from_major} bin> make volume-recreate)",
+        )
+
+
+def pg_restore_args(pg_restore: str, file: Path, dbname: str, jobs: int, owner: str | None, data_only: bool = False) -> list[str]:
+    args = [pg_restore, f"--dbname={dbname}", "--verbose", "--exit-on-error", "--no-owner", "--no-privileges"]
+    if owner:
+        args.append(f"--role={owner}")
+    if data_only:
+        args += ["--data-only", "--disable-triggers"]
+    if jobs > 1:
+        args.append(f"--jobs={jobs}")
+    args.append(str(file))
+    return args
+
+
+def run_pg_restore(args: list[str], url: URL, total: int, progress: ProgressCallback | None, stage: str = "restore") -> None:
+    done = 0
+    report(progress, stage, 0, total, "tables")
+
+    def on_line(line: str) -> None:
+        nonlocal done
+        match = re.search(r'processing data for table "([^"]+)"', line)
+        if match:
+            done += 1
+            report(progress, stage, min(done, total), total, "tables", match.group(1))
+            if done == 1:
+                pause_point("restore-running")
+
+    code, lines = run_client(args, url, on_line)
+    if code != 0:
+        raise DataError(
+            f"pg_restore failed: {first_error(lines, 'pg_restore')}",
+            "the current database is unchanged",
+        )
+    report(progress, stage, total, total, "tables")
+
+
+def _into_scratch(settings: Settings, version_num: int, build: Callable[[URL], None], owner: str | None) -> tuple[bool, list[str]]:
+    """Build a scratch database with ``build`` and swap it in as the target."""
+    url = settings.url
+    target = settings.database_name
+    with restore_lock(url, target):
+        cleaned = leftovers(url, target)
+        for name in cleaned:
+            drop_database(url, name)
+        scratch, old = scratch_names(target)
+        create_database(url, scratch, owner=owner)
+        try:
+            build(url.set(database=scratch))
+            pause_point("before-swap")
+            replaced = swap_in(url, scratch, target, old)
+        except BaseException:
+            with contextlib.suppress(DbtasksError, DBAPIError):
+                drop_database(url, scratch)
+            raise
+    return replaced, cleaned
+
+
+def _owner(settings: Settings, owner: str | None, current_owner: str | None, superuser: bool) -> str | None:
+    """Who owns the new database: the requested role, else whoever owned the old one."""
+    role = owner or settings.restore_owner
+    if role:
+        with connect(admin_url(settings.url), autocommit=True) as conn:
+            if not conn.execute(sa.text("select 1 from pg_roles where rolname = :r"), {"r": role}).scalar():
+                raise UsageError(
+                    f"role {role!r} does not exist on {describe(settings.url)}",
+                    f"create it (CREATE ROLE {role}) or leave out --owner / DBTASKS_RESTORE_OWNER",
+                )
+        return role
+    return current_owner if superuser else None
+
+
+def restore_db(
+    settings: Settings,
+    file: str | Path | None,
+    jobs: int | None = None,
+    owner: str | None = None,
+    confirm: str | None = None,
+    ask=None,
+    progress: ProgressCallback | None = None,
+) -> RestoreResult:
+    """Restore a pg_dump archive into the database of ``settings``, replacing it only on success.
+
+    Objects are created without their production owners and grants
+    (``--no-owner --no-privileges``) and belong to the connecting user, or to
+    ``owner`` (``DBTASKS_RESTORE_OWNER``) when given. ``jobs`` parallel workers.
+    """
+    info = read_archive(file, settings.pg_bin)
+    guard(settings, f"restore {info.path.name} into the database", confirm, ask)
+    return _restore_full(settings, info, jobs, owner, progress)
+
+
+def _restore_full(settings: Settings, info: ArchiveInfo, jobs: int | None, owner: str | None, progress: ProgressCallback | None) -> RestoreResult:
+    started = time.monotonic()
+    jobs = jobs or settings.restore_jobs
+    url = settings.url
+    version_num, current_owner, superuser = _facts(url, settings.database_name)
+    _check_versions(info, version_num, url)
+    major = server_major(version_num)
+    pg_restore = find_client("pg_restore", settings.pg_bin, min_major=max(info.by_major, 0), prefer=major, why=f"{info.path.name} was written by pg_dump {info.dumped_by}")
+    role = owner or settings.restore_owner
+    tables = len(info.data_entries)
+
+    def build(scratch: URL) -> None:
+        run_pg_restore(pg_restore_args(pg_restore.path, info.path, scratch.database, jobs, role), scratch, tables, progress)
+
+    replaced, cleaned = _into_scratch(settings, version_num, build, _owner(settings, owner, current_owner, superuser))
+    return RestoreResult(settings.database_name, info.path, tables, time.monotonic() - started, "full", None, replaced, cleaned)
+
+
+# -- dump-and-restore -------------------------------------------------------------------
+
+
+def source_settings(settings: Settings, source_env: str) -> Settings:
+    if not source_env or not source_env.strip():
+        raise UsageError("no source environment given", "pass FROM=<env> (reads <ENV>_DATABASE_URL), e.g. FROM=prod")
+    return load_settings({"env": source_env.strip(), "alembic_ini": settings.alembic_ini}, project_dir=settings.project_dir)
+
+
+def _same_database(a: URL, b: URL) -> bool:
+    return (a.host or "localhost", a.port or 5432, a.database) == (b.host or "localhost", b.port or 5432, b.database)
+
+
+def dump_and_restore(
+    settings: Settings,
+    source_env: str,
+    mode: str = "schema",
+    jobs: int | None = None,
+    owner: str | None = None,
+    keep_dump: bool = True,
+    progress: ProgressCallback | None = None,
+) -> RestoreResult:
+    """Dump environment ``source_env`` and load it into the local database, safely.
+
+    ``mode="schema"`` (the default): build the schema from this project's own
+    migrations at the dump's alembic revision, load the rows only, then upgrade
+    to head, so the local schema is exactly what the migrations make.
+    ``mode="full"``: a plain full restore of the dump. Either way the local
+    database is replaced only after everything succeeded. Refused when the
+    target is a protected environment.
+    """
+    if mode not in MODES:
+        raise UsageError(f"unknown MODE={mode!r}", "use MODE=schema (default) or MODE=full")
+    if settings.is_protected:
+        raise ProtectedEnvironment(
+            f"refusing to dump-and-restore into protected environment {settings.env!r}",
+            "the target is the local database; run it without ENV (FROM= names the source)",
+        )
+    source = source_settings(settings, source_env)
+    if _same_database(source.url, settings.url):
+        raise UsageError(f"source {source_env!r} and target are the same database ({describe(settings.url)})", "pick another FROM, or another target DATABASE_URL")
+    # Check the target answers before spending time on a dump.
+    version_num, current_owner, superuser = _facts(settings.url, settings.database_name)
+    if mode == "schema" and not superuser:
+        raise DataError(
+            "MODE=schema loads rows with triggers disabled, which needs a superuser on the local server",
+            "connect as a superuser, or use MODE=full",
+        )
+    dump_settings = settings.with_(dump_format="custom") if settings.dump_format not in ("custom", "directory") else settings
+    dumped = dump_db(source.with_(dump_dir=str(dump_settings.path(settings.dump_dir)), dump_format=dump_settings.dump_format), progress=progress)
+    try:
+        pause_point("dumped")
+        info = read_archive(dumped.path, settings.pg_bin)
+        if mode == "full":
+            result = _restore_full(settings, info, jobs, owner, progress)
+        else:
+            result = _restore_schema(settings, info, version_num, jobs, owner, current_owner, superuser, progress)
+    finally:
+        if not keep_dump:
+            import shutil
+
+            if dumped.path.is_dir():
+                shutil.rmtree(dumped.path, ignore_errors=True)
+            else:
+                dumped.path.unlink(missing_ok=True)
+    result.dump = dumped
+    return result
+
+
+def _restore_schema(settings: Settings, info: ArchiveInfo, version_num: int, jobs: int | None, owner: str | None, current_owner: str | None, superuser: bool, progress: ProgressCallback | None) -> RestoreResult:
+    from dbtasks import migrations
+
+    started = time.monotonic()
+    _check_versions(info, version_num, settings.url)
+    revision = archive_revision(info.path, settings.pg_bin)
+    if not revision:
+        raise DataError(f"{info.path.name} holds no alembic_version rows, so its schema revision is unknown", "use MODE=full for a plain restore")
+    revisions = revision.split(",")
+    script = migrations.script_directory(settings)
+    for rev in revisions:
+        try:
+            script.get_revision(rev)
+        except Exception:  # noqa: BLE001 - alembic raises several kinds for an unknown id
+            raise DataError(
+                f"the dump is at revision {rev}, which this checkout's migrations do not have",
+                "pull the branch that has it, or use MODE=full",
+            ) from None
+    major = server_major(version_num)
+    pg_restore = find_client("pg_restore", settings.pg_bin, min_major=info.by_major, prefer=major, why=f"{info.path.name} was written by pg_dump {info.dumped_by}")
+    jobs = jobs or settings.restore_jobs
+    role = owner or settings.restore_owner
+    tables = len(info.data_entries)
+
+    def build(scratch: URL) -> None:
+        scratch_settings = settings.with_(database_url=scratch.render_as_string(hide_password=False), env=None)
+        report(progress, "schema", 0, 2, "steps", f"migrations at {revision}")
+        for rev in revisions:
+            migrations.upgrade(scratch_settings, rev)
+        with connect(scratch) as conn, conn.begin():
+            # The dump's own alembic_version rows are loaded with the data.
+            conn.execute(sa.text("delete from alembic_version"))
+        report(progress, "schema", 1, 2, "steps")
+        run_pg_restore(pg_restore_args(pg_restore.path, info.path, scratch.database, jobs, role, data_only=True), scratch, tables, progress, "data")
+        migrations.upgrade(scratch_settings, "head")
+        report(progress, "schema", 2, 2, "steps", "upgraded to head")
+
+    replaced, cleaned = _into_scratch(settings, version_num, build, _owner(settings, owner, current_owner, superuser))
+    return RestoreResult(settings.database_name, info.path, tables, time.monotonic() - started, "schema", revision, replaced, cleaned)

@@ -1,0 +1,24 @@
+"""a revision that cannot be imported
+
+Revision ID: e2e2e2e2e201
+Revises: a0a0a0a0a001
+Create Date: 2026-01-02 10:00:00.000000
+
+"""
+import sqlalchemy as sa
+from alembic import op
+
+import no_such_package_xyz
+
+revision = 'e2e2e2e2e201'
+down_revision = 'a0a0a0a0a001'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column("users", sa.Column("bio", sa.Text(), nullable=True))
+
+
+def downgrade():
+    op.drop_column("users", "bio")

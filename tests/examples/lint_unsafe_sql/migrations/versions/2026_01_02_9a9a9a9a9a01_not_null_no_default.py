@@ -1,0 +1,22 @@
+"""not null no default
+
+Revision ID: 9a9a9a9a9a01
+Revises: a0a0a0a0a001
+Create Date: 2026-01-02 10:00:00.000000
+
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = '9a9a9a9a9a01'
+down_revision = 'a0a0a0a0a001'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column("users", sa.Column("age", sa.Integer(), nullable=False))
+
+
+def downgrade():
+    op.drop_column("users", "age")

@@ -1,0 +1,22 @@
+"""add users.age not null
+
+Revision ID: 6a6a6a6a6a01
+Revises: a0a0a0a0a001
+Create Date: 2026-01-02 10:00:00.000000
+
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = '6a6a6a6a6a01'
+down_revision = 'a0a0a0a0a001'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.add_column("users", sa.Column("age", sa.Integer(), nullable=False))
+
+
+def downgrade():
+    op.drop_column("users", "age")

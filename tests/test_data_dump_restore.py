@@ -1,0 +1,339 @@
+"""dump-db, restore-db and dump-and-restore end to end, against real PostgreSQL servers.
+
+The restore must never risk the current database: killed at any stage, the
+database under the target name is the old one row for row (or, after the
+swap committed, the new one), and the next run cleans up what was left.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from dbtasks.data.tools import ClientVersionError, find_client
+from dbtasks.database import create_database, drop_database, scratch_name
+
+from .conftest import assert_one_line_error, run, url_str
+from .data_helpers import (
+    REMOTE,
+    database_names,
+    execute,
+    fingerprint,
+    kill,
+    leftover_names,
+    new_database,
+    remote_available,
+    rows,
+    run_until_paused,
+    seed,
+)
+
+
+@pytest.fixture
+def source(dbtasks_database):
+    """A migrated database holding the demo data."""
+    seed(dbtasks_database)
+    return dbtasks_database
+
+
+@pytest.fixture
+def target(dbtasks_server_url, dbtasks_template):
+    """A migrated local database with different data, standing for the developer's database."""
+    url = create_database(dbtasks_server_url, scratch_name("dbtasks_test"), template=dbtasks_template.database)
+    execute(url, "insert into users (email, name) values ('local@dev.test', 'Local Dev')")
+    yield url
+    drop_database(dbtasks_server_url, url.database)
+    for name in leftover_names(dbtasks_server_url):
+        drop_database(dbtasks_server_url, name)
+
+
+def dump(project: Path, url, path: Path, *flags: str) -> None:
+    proc = run(["dump-db", "--output", str(path), *flags], project, DATABASE_URL=url_str(url))
+    assert proc.returncode == 0, proc.stderr
+    assert path.exists()
+
+
+# -- happy paths -----------------------------------------------------------------
+
+
+def test_dump_then_restore_replaces_the_database_row_for_row(project, source, target, dbtasks_server_url, tmp_path):
+    before = fingerprint(source)
+    path = tmp_path / "app.dump"
+    dump(project, source, path)
+    proc = run(["restore-db", "--file", str(path), "--jobs", "2"], project, DATABASE_URL=url_str(target))
+    assert proc.returncode == 0, proc.stderr
+    assert f"replaced database {target.database}" in proc.stdout
+    assert fingerprint(target) == before
+    assert not leftover_names(dbtasks_server_url)
+    # The source is untouched and the dump says which revision it holds.
+    assert fingerprint(source) == before
+
+
+def test_restore_creates_a_missing_database_and_file_comes_from_FILE(project, source, dbtasks_server_url, tmp_path):
+    path = tmp_path / "app.dump"
+    dump(project, source, path)
+    fresh = source.set(database="dbtasks_test_fresh_restore")
+    try:
+        proc = run(["restore-db"], project, DATABASE_URL=url_str(fresh), FILE=str(path))
+        assert proc.returncode == 0, proc.stderr
+        assert "created database dbtasks_test_fresh_restore" in proc.stdout
+        assert fingerprint(fresh) == fingerprint(source)
+    finally:
+        drop_database(dbtasks_server_url, fresh.database)
+
+
+def test_directory_format_parallel_dump_leaves_out_excluded_rows(project, source, target, tmp_path):
+    path = tmp_path / "app.dir"
+    dump(project, source, path, "--format", "directory", "--jobs", "2", "--exclude-data", "public.comments")
+    assert (path / "toc.dat").is_file()
+    proc = run(["restore-db", "--file", str(path)], project, DATABASE_URL=url_str(target))
+    assert proc.returncode == 0, proc.stderr
+    got, want = fingerprint(target), fingerprint(source)
+    assert got["public.comments"][0] == 0 and want["public.comments"][0] > 0
+    assert {k: v for k, v in got.items() if k != "public.comments"} == {k: v for k, v in want.items() if k != "public.comments"}
+
+
+def test_exclusion_patterns_come_from_settings(project, source, tmp_path):
+    path = tmp_path / "app.dump"
+    proc = run(["dump-db", "--output", str(path)], project, DATABASE_URL=url_str(source), DBTASKS_DUMP_EXCLUDE_DATA="public.comments,public.task_tags")
+    assert proc.returncode == 0, proc.stderr
+    assert "rows left out: public.comments, public.task_tags" in proc.stdout
+    from dbtasks.data.dump import read_archive
+
+    data = " ".join(read_archive(path).data_entries)
+    assert "comments" not in data and "task_tags" not in data and "tasks" in data
+
+
+def test_restore_with_owner_role_makes_that_role_own_everything(project, source, target, tmp_path):
+    execute(target, "do $$ begin if not exists (select from pg_roles where rolname = 'dbtasks_app') then create role dbtasks_app; end if; end $$")
+    path = tmp_path / "app.dump"
+    dump(project, source, path)
+    proc = run(["restore-db", "--file", str(path), "--owner", "dbtasks_app"], project, DATABASE_URL=url_str(target))
+    assert proc.returncode == 0, proc.stderr
+    owners = {r[0] for r in rows(target, "select tableowner from pg_tables where schemaname = 'public'")}
+    assert owners == {"dbtasks_app"}
+    assert rows(target, "select pg_get_userbyid(datdba) from pg_database where datname = current_database()") == [("dbtasks_app",)]
+
+
+@pytest.mark.skipif(not remote_available(), reason="no PostgreSQL on 127.0.0.1:5432 to act as a second server")
+def test_round_trip_between_two_servers_keeps_rows_checksums_and_sequences(project, source, tmp_path):
+    execute(source, "select setval('users_id_seq', 5000)")  # a sequence ahead of its rows must survive too
+    before = fingerprint(source)
+    remote = REMOTE.set(database=f"dbtasks_rt_{os.getpid()}")
+    back = source.set(database=f"dbtasks_rt_back_{os.getpid()}")
+    try:
+        dump(project, source, tmp_path / "there.dump")
+        proc = run(["restore-db", "--file", str(tmp_path / "there.dump")], project, DATABASE_URL=url_str(remote))
+        assert proc.returncode == 0, proc.stderr
+        assert fingerprint(remote) == before
+        assert before["seq public.users_id_seq"] == (5000, True)
+        dump(project, remote, tmp_path / "back.dump", "--format", "directory")
+        proc = run(["restore-db", "--file", str(tmp_path / "back.dump")], project, DATABASE_URL=url_str(back))
+        assert proc.returncode == 0, proc.stderr
+        assert fingerprint(back) == before
+    finally:
+        drop_database(REMOTE, remote.database)
+        drop_database(source, back.database)
+
+
+# -- dump-and-restore ---------------------------------------------------------------
+
+
+def test_dump_and_restore_full_mode(project, source, target, dbtasks_server_url, tmp_path):
+    proc = run(["dump-and-restore", "--from", "staging", "--mode", "full"], project,
+               DATABASE_URL=url_str(target), STAGING_DATABASE_URL=url_str(source), DBTASKS_DUMP_DIR=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert fingerprint(target) == fingerprint(source)
+    assert len(list(tmp_path.glob("*.dump"))) == 1
+
+
+def add_label_revision(project: Path, url) -> str:
+    """A second revision in the project copy (the dump's source stays at the first)."""
+    with (project / "app" / "models.py").open("a") as fh:
+        fh.write(textwrap.dedent('''
+
+            class Label(Base):
+                __tablename__ = "labels"
+
+                id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+                color: Mapped[str] = mapped_column(String(20), server_default="grey")
+        '''))
+    proc = run(["revision", "--autogenerate", "-m", "add labels"], project, DATABASE_URL=url_str(url))
+    assert proc.returncode == 0, proc.stderr
+    import re
+
+    return re.search(r"created (\w+):", proc.stdout).group(1)
+
+
+def test_dump_and_restore_schema_mode_builds_from_our_migrations_then_upgrades(project, source, target, dbtasks_server_url, tmp_path):
+    old_rev = rows(source, "select version_num from alembic_version")[0][0]
+    scratch = new_database(dbtasks_server_url)
+    try:
+        from dbtasks import migrations
+        from .data_helpers import settings_for
+
+        migrations.upgrade(settings_for(scratch, project))
+        new_rev = add_label_revision(project, scratch)
+    finally:
+        drop_database(dbtasks_server_url, scratch.database)
+    # Production has a column our migrations do not know: schema mode must not bring it.
+    proc = run(["dump-and-restore"], project, DATABASE_URL=url_str(target), FROM="prod",
+               PROD_DATABASE_URL=url_str(source), DBTASKS_DUMP_DIR=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert f"schema from migrations at {old_rev}" in proc.stdout
+    assert rows(target, "select version_num from alembic_version") == [(new_rev,)]
+    assert rows(target, "select count(*) from labels") == [(0,)]
+    got, want = fingerprint(target), fingerprint(source)
+    for table in ("public.users", "public.projects", "public.tasks", "public.comments", "public.tags", "public.task_tags"):
+        assert got[table] == want[table], table
+    assert got["seq public.tasks_id_seq"] == want["seq public.tasks_id_seq"]
+
+
+def test_dump_and_restore_refuses_a_protected_target(project, source, target, tmp_path):
+    before = fingerprint(target)
+    proc = run(["--env", "prod", "dump-and-restore", "--from", "staging"], project,
+               PROD_DATABASE_URL=url_str(target), STAGING_DATABASE_URL=url_str(source), DBTASKS_DUMP_DIR=str(tmp_path))
+    assert_one_line_error(proc, "refusing to dump-and-restore into protected environment 'prod'")
+    assert fingerprint(target) == before and not list(tmp_path.iterdir())
+
+
+def test_dump_and_restore_unknown_source_environment(project, target, tmp_path):
+    before = fingerprint(target)
+    proc = run(["dump-and-restore"], project, DATABASE_URL=url_str(target), FROM="qa", DBTASKS_DUMP_DIR=str(tmp_path))
+    assert_one_line_error(proc, "environment 'qa' is not configured", "QA_DATABASE_URL")
+    assert fingerprint(target) == before and not list(tmp_path.iterdir())
+
+
+# -- bad input: one line, exit 2, nothing changed -------------------------------------------
+
+
+def test_restore_of_a_missing_file(project, target, dbtasks_server_url, tmp_path):
+    before = fingerprint(target)
+    proc = run(["restore-db", "--file", str(tmp_path / "nope.dump")], project, DATABASE_URL=url_str(target))
+    assert_one_line_error(proc, "nope.dump does not exist")
+    assert fingerprint(target) == before and not leftover_names(dbtasks_server_url)
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a dump\n" * 50, b"PGDMP\x01\x0e\x00garbage"])
+def test_restore_of_a_corrupt_file(project, target, dbtasks_server_url, tmp_path, content):
+    bad = tmp_path / "bad.dump"
+    bad.write_bytes(content)
+    before = fingerprint(target)
+    proc = run(["restore-db", "--file", str(bad)], project, DATABASE_URL=url_str(target))
+    assert_one_line_error(proc, "bad.dump is not a readable pg_dump archive")
+    assert fingerprint(target) == before and not leftover_names(dbtasks_server_url)
+
+
+def test_restore_of_a_truncated_dump_keeps_the_old_database(project, source, target, dbtasks_server_url, tmp_path):
+    good = tmp_path / "good.dump"
+    dump(project, source, good)
+    cut = tmp_path / "cut.dump"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size * 2 // 3])
+    before = fingerprint(target)
+    proc = run(["restore-db", "--file", str(cut)], project, DATABASE_URL=url_str(target))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert fingerprint(target) == before and not leftover_names(dbtasks_server_url)
+
+
+def test_restore_into_a_protected_environment_needs_confirmation(project, source, target, dbtasks_server_url, tmp_path):
+    path = tmp_path / "app.dump"
+    dump(project, source, path)
+    before = fingerprint(target)
+    proc = run(["--env", "prod", "restore-db", "--file", str(path)], project, PROD_DATABASE_URL=url_str(target))
+    assert_one_line_error(proc, "refusing to restore app.dump into the database on protected environment 'prod'", f"--confirm={target.database}")
+    assert fingerprint(target) == before and not leftover_names(dbtasks_server_url)
+    proc = run(["--env", "prod", "restore-db", "--file", str(path), "--confirm", target.database], project, PROD_DATABASE_URL=url_str(target))
+    assert proc.returncode == 0, proc.stderr
+    assert fingerprint(target) == fingerprint(source)
+
+
+def test_unknown_environment_for_dump(project, tmp_path):
+    proc = run(["--env", "nowhere", "dump-db", "--output", str(tmp_path / "x.dump")], project)
+    assert_one_line_error(proc, "environment 'nowhere' is not configured", "NOWHERE_DATABASE_URL")
+    assert not list(tmp_path.glob("x.dump*"))
+
+
+def test_no_client_new_enough_is_a_clear_error():
+    with pytest.raises(ClientVersionError) as info:
+        find_client("pg_dump", min_major=99, why="the server runs PostgreSQL 99")
+    text = str(info.value)
+    assert "no pg_dump of PostgreSQL 99 or newer is installed" in text and "PG_BIN" in text
+
+
+def test_client_choice_prefers_the_server_version():
+    client = find_client("pg_dump", min_major=0, prefer=15)
+    assert client.major == 15 or not any(c.major == 15 for c in __import__("dbtasks.data.tools", fromlist=["x"]).available_clients("pg_dump"))
+
+
+@pytest.fixture(scope="module")
+def newer_server():
+    """A PostgreSQL 16 server from the pgserver wheel, newer than the test server (15)."""
+    from dbtasks.server import binary_major_version, find_bin_dir, pgserver_bin_dir
+    from dbtasks.testing import throwaway_server
+
+    bundled = pgserver_bin_dir()
+    if bundled is None or binary_major_version(bundled) <= binary_major_version(find_bin_dir(os.environ.get("PG_BIN"))):
+        pytest.skip("no PostgreSQL binaries newer than the test server's")
+    with throwaway_server(pg_bin=str(bundled)) as url:
+        yield url
+
+
+def test_dump_from_a_newer_server_uses_a_new_enough_pg_dump_and_is_refused_by_an_older_server(project, newer_server, target, dbtasks_server_url, tmp_path):
+    from dbtasks.database import create_database
+
+    src = create_database(newer_server, "newer_src")
+    execute(src, "create table t (id int primary key)", "insert into t select generate_series(1, 10)")
+    path = tmp_path / "newer.dump"
+    proc = run(["dump-db", "--output", str(path)], project, DATABASE_URL=url_str(src))
+    assert proc.returncode == 0, proc.stderr
+    assert "server PostgreSQL 16" in proc.stdout and "pg_dump 16" in proc.stdout
+    before = fingerprint(target)
+    proc = run(["restore-db", "--file", str(path)], project, DATABASE_URL=url_str(target))
+    assert_one_line_error(proc, "newer.dump is a dump of a PostgreSQL 16 server, newer than the PostgreSQL 15 server")
+    assert fingerprint(target) == before and not leftover_names(dbtasks_server_url)
+
+
+# -- interruptions ------------------------------------------------------------------------
+
+
+STAGES_BEFORE_SWAP = ["dump-running", "dumped", "restore-running", "before-swap", "swap-uncommitted"]
+
+
+@pytest.mark.parametrize("stage", STAGES_BEFORE_SWAP + ["after-swap"])
+def test_killed_restore_leaves_the_old_database_and_the_next_run_cleans_up(project, source, target, dbtasks_server_url, tmp_path, stage):
+    before = fingerprint(target)
+    wanted = fingerprint(source)
+    env = dict(DATABASE_URL=url_str(target), FROM="staging", STAGING_DATABASE_URL=url_str(source), DBTASKS_DUMP_DIR=str(tmp_path / "dumps"))
+    proc = run_until_paused(["dump-and-restore", "--mode", "full"], project, stage, tmp_path / "paused", **env)
+    kill(proc)
+
+    if stage in STAGES_BEFORE_SWAP:
+        assert fingerprint(target) == before, f"killed at {stage}: the local database changed"
+    else:
+        assert fingerprint(target) == wanted, "after the swap committed the new database must be complete"
+    assert target.database in database_names(dbtasks_server_url)
+    left = leftover_names(dbtasks_server_url)
+    if stage in ("restore-running", "before-swap", "swap-uncommitted", "after-swap"):
+        assert left, f"killed at {stage}, a scratch or old database should be left for the next run"
+
+    again = run(["dump-and-restore", "--mode", "full"], project, **env)
+    assert again.returncode == 0, again.stderr
+    for name in left:
+        assert f"removed {name}" in again.stdout
+    assert not leftover_names(dbtasks_server_url)
+    assert fingerprint(target) == wanted
+    # A killed dump leaves no partial file behind once the next dump ran.
+    assert not [p for p in (tmp_path / "dumps").iterdir() if ".partial-" in p.name]
+
+
+def test_restore_with_an_unknown_owner_role_changes_nothing(project, source, target, dbtasks_server_url, tmp_path):
+    path = tmp_path / "app.dump"
+    dump(project, source, path)
+    before = fingerprint(target)
+    proc = run(["restore-db", "--file", str(path), "--owner", "no_such_role_here"], project, DATABASE_URL=url_str(target))
+    assert_one_line_error(proc, "role 'no_such_role_here' does not exist")
+    assert fingerprint(target) == before and not leftover_names(dbtasks_server_url)

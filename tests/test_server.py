@@ -1,0 +1,181 @@
+"""The three server backends. Local clusters are real; docker is checked as far
+as a machine without a Docker engine allows (compose file and command lines)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dbtasks.config import load_settings
+from dbtasks.server import DockerServer, LocalServer, find_bin_dir, pgserver_bin_dir
+from dbtasks.testing import free_port
+
+from .conftest import REPO, assert_one_line_error, run, scalar
+
+
+@pytest.fixture
+def reachable_dir():
+    """A directory an unprivileged server user can enter (pytest's tmp is 0700 for root)."""
+    path = Path(tempfile.mkdtemp(prefix="dbtasks-srv-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def local_env(data: Path, port: int, **extra) -> dict[str, str]:
+    return {"DB_SERVER": "local", "DBTASKS_PG_DATA": str(data / "pgdata"), "DBTASKS_PG_PORT": str(port), **extra}
+
+
+def test_local_start_is_idempotent_and_stop_too(project, reachable_dir):
+    env = local_env(reachable_dir, free_port())
+    try:
+        first = run(["start-db"], project, **env)
+        assert first.returncode == 0, first.stderr
+        assert "initialized and started" in first.stdout and "created database app" in first.stdout
+        second = run(["start-db"], project, **env)
+        assert second.returncode == 0 and "already running" in second.stdout
+        settings = load_settings(project_dir=project, environ=env)
+        assert scalar(settings.url, "select current_database()") == "app"
+        assert scalar(settings.url, "show listen_addresses") == "127.0.0.1"
+        if os.geteuid() == 0:  # PostgreSQL refuses root: the server runs as another user
+            pid = int((reachable_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+            owner = pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name
+            assert owner == settings.server_user != "root"
+    finally:
+        stop = run(["stop-db"], project, **env)
+    assert stop.returncode == 0 and "stopped" in stop.stdout
+    again = run(["stop-db"], project, **env)
+    assert again.returncode == 0 and "not running" in again.stdout
+
+
+def test_port_taken_by_another_server_changes_nothing(project, reachable_dir):
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        proc = run(["start-db"], project, **local_env(reachable_dir, port))
+    assert_one_line_error(proc, f"port {port}", "already in use", "DBTASKS_PG_PORT")
+    assert not (reachable_dir / "pgdata").exists()
+
+
+def test_data_directory_of_another_major_version(project, reachable_dir):
+    data = reachable_dir / "pgdata"
+    data.mkdir()
+    (data / "PG_VERSION").write_text("9\n")
+    before = sorted(p.name for p in data.iterdir())
+    proc = run(["start-db"], project, **local_env(reachable_dir, free_port()))
+    assert_one_line_error(proc, "PostgreSQL 9", "PG_BIN", "volume-recreate")
+    assert sorted(p.name for p in data.iterdir()) == before
+
+
+def test_real_cluster_of_another_major_version(project, reachable_dir):
+    """A cluster made by one installed major version, started with another's binaries."""
+    system = find_bin_dir(None)
+    bundled = pgserver_bin_dir()
+    if bundled is None or bundled == system:
+        pytest.skip("needs two PostgreSQL major versions (system and pgserver)")
+    env = local_env(reachable_dir, free_port(), PG_BIN=str(system))
+    try:
+        assert run(["start-db"], project, **env).returncode == 0
+    finally:
+        run(["stop-db"], project, **env)
+    proc = run(["start-db"], project, **{**env, "PG_BIN": str(bundled)})
+    assert_one_line_error(proc, "was created by PostgreSQL", "PG_BIN")
+
+
+def test_bundled_pgserver_binaries_run_a_cluster(project, reachable_dir):
+    """The fallback for a machine with nothing but Python: the pgserver wheel."""
+    bundled = pgserver_bin_dir()
+    if bundled is None:
+        pytest.skip("pgserver wheel not installed")
+    env = local_env(reachable_dir, free_port(), PG_BIN=str(bundled))
+    try:
+        proc = run(["init-db"], project, **env)
+        assert proc.returncode == 0, proc.stderr
+        settings = load_settings(project_dir=project, environ=env)
+        assert scalar(settings.url, "show server_version_num").startswith("16")
+        assert scalar(settings.url, "select count(*) from alembic_version") == 1
+    finally:
+        run(["stop-db"], project, **env)
+
+
+def test_failed_start_prints_the_server_log(project, reachable_dir):
+    env = local_env(reachable_dir, free_port())
+    assert run(["start-db"], project, **env).returncode == 0
+    assert run(["stop-db"], project, **env).returncode == 0
+    with (reachable_dir / "pgdata" / "postgresql.conf").open("a") as conf:
+        conf.write("shared_buffers = 'lots'\n")
+    proc = run(["start-db"], project, **env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "did not start" in proc.stderr and "server log" in proc.stderr
+    assert "shared_buffers" in proc.stderr  # the log's own words
+
+
+def test_bad_pg_bin(project, reachable_dir):
+    proc = run(["start-db"], project, **local_env(reachable_dir, free_port(), PG_BIN=str(reachable_dir)))
+    assert_one_line_error(proc, "PG_BIN")
+
+
+def test_volume_recreate_destroys_and_migrates(project, reachable_dir):
+    env = local_env(reachable_dir, free_port())
+    try:
+        assert run(["init-db"], project, **env).returncode == 0
+        assert run(["seed"], project, **env).returncode == 0
+        settings = load_settings(project_dir=project, environ=env)
+        assert scalar(settings.url, "select count(*) from users") > 0
+        proc = run(["volume-recreate"], project, **env)
+        assert proc.returncode == 0, proc.stderr
+        assert scalar(settings.url, "select count(*) from users") == 0
+        assert scalar(settings.url, "select count(*) from alembic_version") == 1
+    finally:
+        run(["stop-db"], project, **env)
+
+
+def test_external_server_is_not_ours(project, empty_database):
+    from .conftest import url_str
+
+    env = {"DATABASE_URL": url_str(empty_database)}
+    start = run(["start-db"], project, **env)
+    assert start.returncode == 0 and "not managed by dbtasks" in start.stdout
+    assert_one_line_error(run(["stop-db"], project, **env), "external", "cannot stop")
+    assert_one_line_error(run(["volume-recreate"], project, **env), "cannot recreate")
+
+
+# -- docker -------------------------------------------------------------------
+
+
+def test_compose_file_names_what_the_kit_expects():
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    service = compose["services"]["postgres"]
+    assert service["image"].startswith("postgres:16")
+    assert "pg_isready" in " ".join(service["healthcheck"]["test"])
+    volume = service["volumes"][0].split(":")[0]
+    assert volume in compose["volumes"]  # a named volume, removed by `down -v`
+    assert any("6545" in p and p.endswith(":5432") for p in service["ports"])
+
+
+def test_docker_commands_and_settings(tmp_path):
+    (tmp_path / "docker-compose.yml").write_text((REPO / "docker-compose.yml").read_text())
+    settings = load_settings(project_dir=tmp_path, environ={"DB_SERVER": "docker", "DBTASKS_PG_PORT": "7777"})
+    server = DockerServer(settings)
+    compose = ["docker", "compose", "-f", str(tmp_path / "docker-compose.yml")]
+    assert server.command("start") == compose + ["up", "-d", "--wait", "postgres"]
+    assert server.command("destroy") == compose + ["down", "-v"]
+    assert server.command("stop") == compose + ["stop", "postgres"]
+    assert server.environment()["DBTASKS_PG_PORT"] == "7777"
+    assert settings.url.port == 7777
+
+
+def test_docker_without_engine_is_one_clear_line(project):
+    proc = run(["start-db"], project, DB_SERVER="docker", DBTASKS_PG_PORT=str(free_port()))
+    if shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
+        pytest.skip("a Docker engine is running here")
+    assert_one_line_error(proc, "Docker", "DB_SERVER=local")
