@@ -13,6 +13,7 @@ runs as root the cluster belongs to, and runs as, an unprivileged OS user
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import os
@@ -215,6 +216,10 @@ class LocalServer(Server):
         try:
             return pwd.getpwnam(self.settings.server_user)
         except KeyError:
+            if self.settings.sources.get("server_user") == "default":
+                # No postgres account (no PostgreSQL packages): any unprivileged one will do.
+                with contextlib.suppress(KeyError):
+                    return pwd.getpwnam("nobody")
             raise ConfigError(
                 f"dbtasks runs as root, and PostgreSQL refuses root; the OS user {self.settings.server_user!r} that should run it does not exist",
                 "create it (useradd --system postgres) or set DBTASKS_SERVER_USER to an unprivileged user",

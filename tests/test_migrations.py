@@ -248,3 +248,25 @@ def test_formatter_failure_is_reported_and_file_kept(tmp_path):
     assert proc.returncode == 2
     assert "could not format" in proc.stderr and "kept" in proc.stderr
     assert broken.read_text() == "def upgrade(:\n    pass\n"
+
+
+def test_lock_timeout_bounds_a_blocked_migration(project, db_env, empty_database):
+    """A migration that cannot get its table lock fails fast and changes nothing."""
+    from dbtasks.database import make_engine
+    import sqlalchemy as sa
+
+    assert run(["upgrade"], project, **db_env).returncode == 0
+    add_model(project)
+    assert run(["revision"], project, MIGRATE_MSG="add labels", **db_env).returncode == 0
+    head_before = scalar(empty_database, "select version_num from alembic_version")
+    engine = make_engine(empty_database)
+    try:
+        with engine.connect() as blocker:
+            blocker.execute(sa.text("lock table projects in access exclusive mode"))  # the new FK needs projects
+            proc = run(["upgrade"], project, DBTASKS_LOCK_TIMEOUT="1s", **db_env)
+            blocker.rollback()
+    finally:
+        engine.dispose()
+    assert_one_line_error(proc, "lock_timeout=1s", "DBTASKS_LOCK_TIMEOUT")
+    assert "labels" not in tables(empty_database)
+    assert scalar(empty_database, "select version_num from alembic_version") == head_before
