@@ -145,7 +145,8 @@ def translate_errors(settings: Settings) -> Iterator[None]:
                 f"a migration waited longer than lock_timeout={settings.lock_timeout} for a table lock",
                 "find the blocking session in pg_stat_activity, or raise DBTASKS_LOCK_TIMEOUT",
             ) from None
-        if "could not connect" in text or "Connection refused" in text or "authentication" in text or "does not exist" in text and "database" in text:
+        connection_trouble = ("could not connect", "Connection refused", "authentication failed")
+        if any(t in text for t in connection_trouble) or re.search(r'database "[^"]+" does not exist', text):
             raise translate(exc, settings.url, start_hint(settings)) from None
         raise MigrationError(f"the migration failed: {redact(_first_line(text))}") from None
     except DBAPIError as exc:
