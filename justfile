@@ -114,35 +114,40 @@ db-migrate-merge-heads:
     {{dbtasks}} merge-heads
 
 # Dump the database (ENV=prod for an environment) to dumps/, or FILE=path
-dump-db $FILE="":
+dump-db $FILE=env_var_or_default("FILE", ""):
     {{dbtasks}} dump-db
 
 # Restore a dump into the database; swapped in only if it fully succeeded: just restore-db path
-restore-db $FILE="":
+restore-db $FILE=env_var_or_default("FILE", ""):
     {{dbtasks}} restore-db
 
 # Copy an environment into the local database safely: just dump-and-restore prod [full]
-dump-and-restore $FROM="" $MODE="":
+dump-and-restore $FROM=env_var_or_default("FROM", "") $MODE=env_var_or_default("MODE", ""):
     {{dbtasks}} dump-and-restore
 
 # Timestamped, verified backup into backups/, keeping the newest KEEP
-backup-db $KEEP="":
+backup-db $KEEP=env_var_or_default("KEEP", ""):
     {{dbtasks}} backup-db
 
 # Run a backfill: just run-script scripts/backfills/x.py [1 for a dry run]
-run-script $SCRIPT="" $DRY_RUN="":
+run-script $SCRIPT=env_var_or_default("SCRIPT", "") $DRY_RUN=env_var_or_default("DRY_RUN", ""):
     {{dbtasks}} run-script
 
 # Delete rows past the retention policies: just db-cleanup "1 year" [1 to apply]
-db-cleanup $OLDER_THAN="" $APPLY="":
+db-cleanup $OLDER_THAN=env_var_or_default("OLDER_THAN", "") $APPLY=env_var_or_default("APPLY", ""):
     {{dbtasks}} cleanup
 
-# Write docs/database/diagram.mmd, schema.sql (+ diagram.svg) from the migrations at head; FROM_DATABASE=1 draws the database itself
-regenerate-db-diagram $FROM_DATABASE=env_var_or_default("FROM_DATABASE", ""):
+# FROM_DATABASE=1 (just FROM_DATABASE=1 regenerate-db-diagram) draws the
+# configured database instead of the migrations at head; read by dbtasks from
+# the environment.
+export FROM_DATABASE := env_var_or_default("FROM_DATABASE", "")
+
+# Write docs/database/diagram.mmd, schema.sql (+ diagram.svg) from the migrations at head
+regenerate-db-diagram:
     {{dbtasks}} regenerate-db-diagram
 
 # Fail with a diff when docs/database/diagram.mmd, schema.sql or diagram.svg are stale
-check-db-docs $FROM_DATABASE=env_var_or_default("FROM_DATABASE", ""):
+check-db-docs:
     {{dbtasks}} check-db-docs
 
 # Every migration guardrail, one summary table: heads, lint, roundtrip, drift, rehearse, docs

@@ -371,7 +371,8 @@ class _Bars:
         if p.stage != self.stage:
             self.close()
             self.stage, self.shown, self.started, self.unit = p.stage, 0, time.monotonic(), p.unit
-            if p.total is None:
+            # No bar when stderr is not a terminal: logs and CI keep one line per error.
+            if p.total is None or not sys.stderr.isatty():
                 return
             self.bar = click.progressbar(length=max(p.total, 1), label=p.stage, file=sys.stderr, show_eta=True, show_pos=True, width=30)
             self.bar.__enter__()
@@ -774,7 +775,8 @@ def check_cmd(c: Ctx, since: str | None, all_revisions: bool, fmt: str) -> None:
     """
     from dbtasks.checks.runner import run_checks
 
-    progress = None if fmt == "json" else (lambda name: echo(f"running {name} ...", err=True))
+    # Progress only for a person at a terminal: in CI and in pipes an error stays one line.
+    progress = (lambda name: echo(f"running {name} ...", err=True)) if fmt == "text" and sys.stderr.isatty() else None
     _report(run_checks(c.settings, since, all_revisions, progress), fmt, summary=True)
 
 

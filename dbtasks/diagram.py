@@ -2,7 +2,7 @@
 
 ``regenerate-db-diagram`` migrates a scratch database to head (so the result
 depends on the migrations only, never on what a developer's database happens
-to hold), reads its catalog with five set-based ``pg_catalog`` queries and
+to hold), reads its catalog with six set-based ``pg_catalog`` queries and
 writes, into ``docs/database/``:
 
 - ``diagram.mmd``: a Mermaid ``erDiagram``. Every table with its columns and
@@ -42,6 +42,7 @@ import contextlib
 import dataclasses
 import difflib
 import fnmatch
+import functools
 import hashlib
 import html
 import os
@@ -276,13 +277,9 @@ def build_schema(
 
     out_tables = []
     for key in sorted(drawn):
+        pks, fks_, uks = pk.get(key, ()), fk_cols.get(key, ()), uk_cols.get(key, ())
         cols = tuple(
-            dataclasses.replace(
-                c,
-                pk=c.name in pk.get(key, ()),
-                fk=c.name in fk_cols.get(key, ()),
-                uk=c.name in uk_cols.get(key, ()),
-            )
+            Column(c.name, c.type, c.not_null, c.name in pks, c.name in fks_, c.name in uks, c.enum_values)
             for c in drawn[key]
         )
         out_tables.append(Table(key[0], key[1], cols))
@@ -334,7 +331,7 @@ where c.relkind in ('r', 'p')
 """
 
 _COLUMNS_SQL = """
-select a.attrelid, a.attname, a.attnotnull,
+select a.attrelid, a.attnum, a.attname, a.attnotnull,
        format_type(a.atttypid, a.atttypmod) as type,
        quote_ident(bn.nspname) || '.' as type_prefix,
        case when bt.typtype = 'e' then bt.oid end as enum_oid
@@ -346,29 +343,30 @@ where a.attrelid = any(:oids) and a.attnum > 0 and not a.attisdropped
 order by a.attrelid, a.attnum
 """
 
+# Key columns come back as attribute numbers, named from the columns already
+# read; only a table outside the selection needs its names looked up here.
 _CONSTRAINTS_SQL = """
-select con.conrelid, con.conname, con.contype,
-       array(select a.attname from unnest(con.conkey) with ordinality k(num, ord)
-             join pg_attribute a on a.attrelid = con.conrelid and a.attnum = k.num
-             order by k.ord) as columns,
-       con.confrelid,
-       array(select a.attname from unnest(con.confkey) with ordinality k(num, ord)
-             join pg_attribute a on a.attrelid = con.confrelid and a.attnum = k.num
-             order by k.ord) as ref_columns
+select con.conrelid, con.conname, con.contype, con.conkey, con.confrelid, con.confkey,
+       rn.nspname as ref_schema, rc.relname as ref_table,
+       case when con.contype = 'f' and not con.confrelid = any(:oids) then
+           array(select a.attname from unnest(con.confkey) with ordinality k(num, ord)
+                 join pg_attribute a on a.attrelid = con.confrelid and a.attnum = k.num
+                 order by k.ord)
+       end as outside_ref_columns
 from pg_constraint con
+left join pg_class rc on rc.oid = con.confrelid
+left join pg_namespace rn on rn.oid = rc.relnamespace
 where con.conrelid = any(:oids) and con.contype in ('p', 'u', 'f')
 """
 
 # Unique indexes made with CREATE UNIQUE INDEX (not by a constraint), over plain
 # columns and without a WHERE clause: those make their columns unique too.
 _UNIQUE_INDEXES_SQL = """
-select i.indrelid,
-       array(select a.attname from unnest(i.indkey::int2[]) with ordinality k(num, ord)
-             join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.num
-             order by k.ord) as columns
+select i.indrelid, (i.indkey::int2[])[0:i.indnkeyatts - 1]  -- key columns, not INCLUDE ones
 from pg_index i
+left join pg_constraint c on c.conindid = i.indexrelid and c.conrelid = i.indrelid
 where i.indrelid = any(:oids) and i.indisunique and i.indpred is null and i.indexprs is null
-  and not exists (select 1 from pg_constraint c where c.conindid = i.indexrelid and c.conrelid = i.indrelid)
+  and c.oid is null
 """
 
 _ENUMS_SQL = """
@@ -385,7 +383,7 @@ def user_schemas(conn: Connection) -> list[str]:
 
 
 def read_catalog(conn: Connection, options: DocsOptions | None = None) -> Schema:
-    """Read the tables, columns, keys and enums of ``conn``'s database: five queries."""
+    """Read the tables, columns, keys and enums of ``conn``'s database: six queries, whatever its size."""
     options = options or DocsOptions()
     conn.execute(sa.text("set local search_path = pg_catalog"))
     available = user_schemas(conn)
@@ -405,47 +403,51 @@ def read_catalog(conn: Connection, options: DocsOptions | None = None) -> Schema
     oids = list(names)
 
     columns: dict[int, list[tuple[str, bool, str, int | None]]] = {}
+    attnames: dict[int, dict[int, str]] = {}
     enum_oids: set[int] = set()
-    for relid, attname, notnull, typ, prefix, enum_oid in conn.execute(sa.text(_COLUMNS_SQL), {"oids": oids}):
+    for relid, attnum, attname, notnull, typ, prefix, enum_oid in conn.execute(sa.text(_COLUMNS_SQL), {"oids": oids}):
         if prefix != "pg_catalog." and typ.startswith(prefix):
             typ = typ[len(prefix):]
         columns.setdefault(relid, []).append((attname, notnull, typ, enum_oid))
+        attnames.setdefault(relid, {})[attnum] = attname
         if enum_oid is not None:
             enum_oids.add(enum_oid)
 
-    labels: dict[int, list[str]] = {}
+    labels: dict[int, tuple[str, ...]] = {}
     if enum_oids:
+        found: dict[int, list[str]] = {}
         for typid, label in conn.execute(sa.text(_ENUMS_SQL), {"oids": sorted(enum_oids)}):
-            labels.setdefault(typid, []).append(label)
+            found.setdefault(typid, []).append(label)
+        labels = {k: tuple(v) for k, v in found.items()}
 
     tables = []
     for oid, (nsp, rel) in names.items():
         cols = [
-            Column(name, display_type(typ), bool(notnull), enum_values=tuple(labels.get(enum_oid, ())) if enum_oid else ())
+            Column(name, display_type(typ), notnull, enum_values=labels.get(enum_oid, ()) if enum_oid else ())
             for name, notnull, typ, enum_oid in columns.get(oid, [])
         ]
         tables.append((nsp, rel, cols))
 
     constraints = []
-    for relid, conname, contype, cols, confrelid, ref_cols in conn.execute(sa.text(_CONSTRAINTS_SQL), {"oids": oids}):
-        nsp, rel = names[relid]
-        ref = None
+    rows = conn.execute(sa.text(_CONSTRAINTS_SQL), {"oids": oids})
+    for relid, conname, contype, conkey, confrelid, confkey, ref_schema, ref_table, outside in rows:
+        own = attnames.get(relid, {})
+        cols = tuple(own[n] for n in conkey if n in own)
+        ref, ref_cols = None, ()
         if contype == "f":
-            ref = names.get(confrelid)
-            if ref is None:  # a table outside the selected schemas
-                ref = _relation_name(conn, confrelid)
-        constraints.append((nsp, rel, conname, contype, tuple(cols), ref, tuple(ref_cols or ())))
+            ref = (ref_schema, ref_table)
+            if outside is not None:  # a table outside the selected schemas
+                ref_cols = tuple(outside)
+            else:
+                theirs = attnames.get(confrelid, {})
+                ref_cols = tuple(theirs[n] for n in confkey if n in theirs)
+        constraints.append((*names[relid], conname, contype, cols, ref, ref_cols))
 
-    unique_indexes = [(*names[relid], tuple(cols)) for relid, cols in conn.execute(sa.text(_UNIQUE_INDEXES_SQL), {"oids": oids})]
+    unique_indexes = []
+    for relid, indkey in conn.execute(sa.text(_UNIQUE_INDEXES_SQL), {"oids": oids}):
+        own = attnames.get(relid, {})
+        unique_indexes.append((*names[relid], tuple(own[n] for n in indkey if n in own)))
     return build_schema(tables, constraints, unique_indexes, options)
-
-
-def _relation_name(conn: Connection, oid: int) -> tuple[str, str]:
-    row = conn.execute(
-        sa.text("select n.nspname, c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace where c.oid = :o"),
-        {"o": oid},
-    ).one()
-    return (row[0], row[1])
 
 
 _TYPE_ALIASES = (
@@ -460,6 +462,7 @@ _TYPE_ALIASES = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def display_type(formatted: str) -> str:
     """PostgreSQL's type name in its short form: ``character varying(255)`` -> ``varchar(255)``."""
     for pattern, repl in _TYPE_ALIASES:
@@ -493,6 +496,7 @@ def entity_name(schema: str, table: str) -> str:
     return '"' + re.sub(r'["%\\\r\n\v\b]', "_", text) + '"'
 
 
+@functools.lru_cache(maxsize=65536)
 def _mermaid_word(text: str) -> str:
     """A type or column name as a Mermaid word: ``numeric(10,2)`` -> ``numeric(10-2)``."""
     word = text.replace('"', "").replace(", ", "-").replace(",", "-")
@@ -738,7 +742,8 @@ def source_database(settings: Settings, from_database: bool = False) -> Iterator
     """The database to draw: the configured one, or a scratch one migrated to head.
 
     The scratch database lives on the configured database's server (the local
-    one after ``make init``) and is dropped afterwards, whatever happens.
+    one after ``make init``), starts from ``template0`` and is dropped
+    afterwards, whatever happens.
     """
     from dbtasks.server import start_hint
 
@@ -756,7 +761,8 @@ def source_database(settings: Settings, from_database: bool = False) -> Iterator
         pass
     name = scratch_name("dbtasks_docs")
     try:
-        scratch = create_database(settings.url, name)
+        # template0, not template1: whatever a machine added to template1 must not show up in the docs
+        scratch = create_database(settings.url, name, template="template0")
     except DBAPIError as exc:
         raise ServerError(
             f"cannot create a scratch database on {describe(admin_url(settings.url))}: {redact(str(exc.orig).strip().splitlines()[0])}",

@@ -27,7 +27,7 @@ from alembic.script import Script, ScriptDirectory
 
 from dbtasks.config import Settings
 from dbtasks.errors import DbtasksError, MigrationError, NothingToDo, UsageError
-from dbtasks.migrations import alembic_config, script_directory, translate_errors
+from dbtasks.migrations import script_directory, translate_errors
 
 
 @dataclasses.dataclass

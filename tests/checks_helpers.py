@@ -40,7 +40,7 @@ def git_history(project: Path, new: tuple[str, ...]) -> None:
     for p, text in hidden.items():
         p.write_text(text)
     git(project, "add", "-A")
-    git(project, "commit", "-q", "-m", "new revisions")
+    git(project, "commit", "-q", "--allow-empty", "-m", "new revisions")
 
 
 def check(args: list[str], project: Path, server_url, **env: str):

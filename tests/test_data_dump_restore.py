@@ -195,16 +195,16 @@ def test_dump_and_restore_schema_mode_builds_from_our_migrations_then_upgrades(p
 def test_dump_and_restore_refuses_a_protected_target(project, source, target, tmp_path):
     before = fingerprint(target)
     proc = run(["--env", "prod", "dump-and-restore", "--from", "staging"], project,
-               PROD_DATABASE_URL=url_str(target), STAGING_DATABASE_URL=url_str(source), DBTASKS_DUMP_DIR=str(tmp_path))
+               PROD_DATABASE_URL=url_str(target), STAGING_DATABASE_URL=url_str(source), DBTASKS_DUMP_DIR=str(tmp_path / "dumps"))
     assert_one_line_error(proc, "refusing to dump-and-restore into protected environment 'prod'")
-    assert fingerprint(target) == before and not list(tmp_path.iterdir())
+    assert fingerprint(target) == before and not (tmp_path / "dumps").exists()
 
 
 def test_dump_and_restore_unknown_source_environment(project, target, tmp_path):
     before = fingerprint(target)
-    proc = run(["dump-and-restore"], project, DATABASE_URL=url_str(target), FROM="qa", DBTASKS_DUMP_DIR=str(tmp_path))
+    proc = run(["dump-and-restore"], project, DATABASE_URL=url_str(target), FROM="qa", DBTASKS_DUMP_DIR=str(tmp_path / "dumps"))
     assert_one_line_error(proc, "environment 'qa' is not configured", "QA_DATABASE_URL")
-    assert fingerprint(target) == before and not list(tmp_path.iterdir())
+    assert fingerprint(target) == before and not (tmp_path / "dumps").exists()
 
 
 # -- bad input: one line, exit 2, nothing changed -------------------------------------------
@@ -337,3 +337,45 @@ def test_restore_with_an_unknown_owner_role_changes_nothing(project, source, tar
     proc = run(["restore-db", "--file", str(path), "--owner", "no_such_role_here"], project, DATABASE_URL=url_str(target))
     assert_one_line_error(proc, "role 'no_such_role_here' does not exist")
     assert fingerprint(target) == before and not leftover_names(dbtasks_server_url)
+
+
+# -- recipes and secrets --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("runner", ["make", "just"])
+def test_recipes_pass_FILE_literally_and_fail_in_one_line(project, target, runner, tmp_path):
+    from .conftest import run_just, run_make
+
+    odd = str(tmp_path / "it's $(touch pwned) `x`; .dump")
+    env = {"DATABASE_URL": url_str(target)}
+    if runner == "make":
+        proc = run_make("restore-db", project, f"FILE={odd}", **env)
+    else:
+        proc = run_just(["restore-db", odd], project, **env)
+    assert proc.returncode != 0
+    assert f"dump file {odd} does not exist" in proc.stderr
+    assert not (project / "pwned").exists() and not (tmp_path / "pwned").exists()
+
+
+def test_a_password_never_shows_in_output(project, source, tmp_path):
+    secret = "s3cr3t-Pa55word"
+    url = source.set(password=secret)
+    proc = run(["dump-db", "--output", str(tmp_path / "x.dump")], project, DATABASE_URL=url_str(url))
+    assert_one_line_error(proc, "password authentication failed")
+    assert secret not in proc.stdout + proc.stderr
+    assert not list(tmp_path.glob("x.dump*"))
+
+
+def test_a_password_user_dumps_and_restores_without_showing_it(project, source, target, tmp_path):
+    secret = "dbtasks-Secret-9x"
+    execute(source, "do $$ begin if not exists (select from pg_roles where rolname = 'dbtasks_pw') then "
+                    f"create role dbtasks_pw login superuser password '{secret}'; end if; end $$")
+    src, dst = source.set(username="dbtasks_pw", password=secret), target.set(username="dbtasks_pw", password=secret)
+    path = tmp_path / "pw.dump"
+    proc = run(["dump-db", "--output", str(path)], project, DATABASE_URL=url_str(src))
+    assert proc.returncode == 0, proc.stderr
+    again = run(["restore-db", "--file", str(path)], project, DATABASE_URL=url_str(dst))
+    assert again.returncode == 0, again.stderr
+    for p in (proc, again):
+        assert secret not in p.stdout + p.stderr
+    assert fingerprint(target) == fingerprint(source)

@@ -11,7 +11,6 @@ import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from dbtasks import diagram
@@ -423,6 +422,22 @@ def test_committed_docs_match_the_migrations(dbtasks_server_url):
     """docs/database/ is what check-db-docs regenerates from this repository's migrations."""
     settings = load_settings({"database_url": url_str(dbtasks_server_url)}, project_dir=REPO)
     result = diagram.check_db_docs(settings)
+    assert result.ok, "\n".join(f.message for f in result.findings)
+
+
+def test_committed_docs_do_not_depend_on_the_postgresql_major(dbtasks_server_url):
+    """Another server major version with its own pg_dump regenerates the same bytes."""
+    from dbtasks.database import server_version
+    from dbtasks.server import binary_major_version, pgserver_bin_dir
+    from dbtasks.testing import throwaway_server
+
+    bundled = pgserver_bin_dir()
+    if bundled is None:
+        pytest.skip("the pgserver wheel's PostgreSQL is not installed")
+    if binary_major_version(bundled) == server_version(dbtasks_server_url) // 10000:
+        pytest.skip("the test server already runs the pgserver wheel's major version")
+    with throwaway_server(pg_bin=str(bundled)) as url:
+        result = diagram.check_db_docs(load_settings({"database_url": url_str(url)}, project_dir=REPO))
     assert result.ok, "\n".join(f.message for f in result.findings)
 
 

@@ -51,10 +51,13 @@ def changed_since(project_dir: Path, since: str | None, since_is_default: bool =
     """The scope for ``since``; see the module docstring for the fallbacks."""
     if all_revisions or not since:
         return Scope(None)
-    if shutil.which("git") is None:
-        return Scope(None, note="git is not installed: checking all revisions")
-    top = _git(["rev-parse", "--show-toplevel"], project_dir)
-    if top.returncode != 0:
+    if shutil.which("git") is None or not project_dir.is_dir():
+        top = None
+    else:
+        top = _git(["rev-parse", "--show-toplevel"], project_dir)
+    if top is None or top.returncode != 0:
+        if not since_is_default:
+            raise UsageError(f"--since {since} needs a git repository, and {project_dir} is not in one", "pass --all")
         return Scope(None, note=f"{project_dir} is not in a git repository: checking all revisions")
     root = Path(top.stdout.strip())
     base = since
@@ -62,7 +65,7 @@ def changed_since(project_dir: Path, since: str | None, since_is_default: bool =
         if not since_is_default:
             raise UsageError(
                 f"git base {since!r} does not exist",
-                f"fetch it (git fetch origin) or pass another --since REF, or --all",
+                "fetch it (git fetch origin) or pass another --since REF, or --all",
             )
         base = next((ref for ref in FALLBACK_BASES if ref != since and _ref_exists(ref, root)), None)
         if base is None:

@@ -231,7 +231,7 @@ class _Linter:
                     self.add(
                         item, "self-contained", f"imports {name!r}, which is not the standard library, alembic, sqlalchemy or an allowed package",
                         node.lineno,
-                        remedy=f"copy what the revision needs into it (sa.table()/sa.column() for data), or allow the package with lint_allowed_imports",
+                        remedy="copy what the revision needs into it (sa.table()/sa.column() for data), or allow the package with lint_allowed_imports",
                     )
 
     def importable(self, item: RevisionFile) -> bool:

@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
+from alembic.runtime.migration import RevisionStep
 from alembic.script import Script
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
@@ -100,7 +101,8 @@ def _generated(column: sa.Column) -> bool:
     if column.computed is not None or column.identity is not None:
         return True
     default = column.server_default
-    text = str(getattr(default, "arg", "") or "") if default is not None else ""
+    arg = getattr(default, "arg", None) if default is not None else None
+    text = str(arg) if arg is not None else ""
     return "nextval(" in text
 
 
@@ -125,10 +127,21 @@ def _fill_table(conn: sa.Connection, table: sa.Table, rows: int, notes: list[str
         columns = [e.column for e in fk.elements]
         parents[fk] = [tuple(r) for r in conn.execute(sa.select(*columns).limit(rows * 4)).all()] if referred is not table else []
     fk_columns = {c.name: (fk, idx) for fk in table.foreign_key_constraints for idx, c in enumerate(fk.columns)}
+    # Columns under a primary key, unique constraint or unique index get distinct
+    # values; every other value appears twice, as in real data, so a new unique
+    # index over them meets duplicates.
+    unique = {c.name for c in table.primary_key.columns}
+    for constraint in table.constraints:
+        if isinstance(constraint, sa.UniqueConstraint):
+            unique |= {c.name for c in constraint.columns}
+    for index in table.indexes:
+        if index.unique:
+            unique |= {c.name for c in index.columns}
     generated = []
     for i in range(rows):
         row: dict[str, Any] = {}
         for column in table.columns:
+            k = i if column.name in unique else i // 2
             if column.name in fk_columns:
                 fk, idx = fk_columns[column.name]
                 options = parents[fk]
@@ -138,7 +151,7 @@ def _fill_table(conn: sa.Connection, table: sa.Table, rows: int, notes: list[str
                         return 0
                     row[column.name] = None
                 else:
-                    row[column.name] = options[i % len(options)][idx]
+                    row[column.name] = options[k % len(options)][idx]
                 continue
             if _generated(column) and column.primary_key:
                 continue
@@ -147,7 +160,7 @@ def _fill_table(conn: sa.Connection, table: sa.Table, rows: int, notes: list[str
             if column.nullable and i % 4 == 3 and not column.primary_key:
                 row[column.name] = None
                 continue
-            value = value_for(column, column.type, i)
+            value = value_for(column, column.type, k)
             if value is _UNSUPPORTED:
                 if column.nullable:
                     row[column.name] = None
@@ -205,6 +218,11 @@ def check_rehearse(settings: Settings, since: str | None = None, all_revisions: 
         return result
     new_ids = {s.revision for s in chosen}
     parents = sorted({d for s in chosen for d in revision_ids(s.down_revision) if d not in new_ids})
+    # A changed old revision below a new one is applied on the way to the parents.
+    below = set()
+    for parent in parents:
+        below |= {s.revision for s in workspace.script.iterate_revisions(parent, "base")}
+    chosen = [s for s in chosen if s.revision not in below]
     with workspace.scratch() as url:
         for parent in parents:
             workspace.upgrade(url, parent)
@@ -213,16 +231,23 @@ def check_rehearse(settings: Settings, since: str | None = None, all_revisions: 
         result.notes.append(
             f"{len(chosen)} revision(s) applied to a database at {', '.join(parents) or 'base'} with {sum(counts.values())} rows in {filled} table(s)"
         )
-        for script in chosen:
-            try:
-                workspace.upgrade(url, script.revision)
-            except DbtasksError as exc:
-                text = exc.message.removeprefix("the migration failed: ")
-                result.findings.append(Finding(
-                    CHECK, "fails-with-data",
-                    f"the upgrade of {script.revision} fails on a database with data: {text}",
-                    revision=script.revision, file=workspace.relpath(script.path),
-                    remedy="add a server default or backfill before SET NOT NULL, deduplicate before a unique index, clean values before a cast",
-                ))
-                break
+        # All new revisions in one env.py run; the step being applied names the culprit.
+        applying: list[Script] = []
+
+        def steps(heads, context):
+            for script in chosen:
+                applying.append(script)
+                yield RevisionStep(workspace.script.revision_map, script, True)
+
+        try:
+            workspace.run(url, steps)
+        except DbtasksError as exc:
+            script = applying[-1] if applying else chosen[0]
+            text = exc.message.removeprefix("the migration failed: ")
+            result.findings.append(Finding(
+                CHECK, "fails-with-data",
+                f"the upgrade of {script.revision} fails on a database with data: {text}",
+                revision=script.revision, file=workspace.relpath(script.path),
+                remedy="add a server default or backfill before SET NOT NULL, deduplicate before a unique index, clean values before a cast",
+            ))
     return result

@@ -20,6 +20,7 @@ from dbtasks.checks import CheckResult
 from dbtasks.checks.workspace import Workspace
 from dbtasks.config import Settings
 from dbtasks.errors import DbtasksError
+from dbtasks.migrations import alembic_config
 
 Progress = Callable[[str], None]
 ORDER = ("heads", "lint", "roundtrip", "drift", "rehearse", "docs")
@@ -46,7 +47,13 @@ def _docs_missing(settings: Settings) -> str | None:
     return None
 
 
-def run_checks(settings: Settings, since: str | None = None, all_revisions: bool = False, progress: Progress | None = None) -> list[CheckResult]:
+def run_checks(
+    settings: Settings,
+    since: str | None = None,
+    all_revisions: bool = False,
+    progress: Progress | None = None,
+    include_docs: bool = True,
+) -> list[CheckResult]:
     """Run heads, lint, roundtrip, drift, rehearse (and docs); one CheckResult each."""
     from dbtasks.checks.drift import check_drift
     from dbtasks.checks.heads import check_heads
@@ -65,6 +72,7 @@ def run_checks(settings: Settings, since: str | None = None, all_revisions: bool
         results[name] = result
         return result
 
+    alembic_config(settings)  # a missing alembic.ini is a usage error, not a finding
     try:
         workspace = Workspace(settings)
         workspace.revisions()
@@ -95,7 +103,7 @@ def run_checks(settings: Settings, since: str | None = None, all_revisions: bool
             if "drift" not in results:
                 timed("drift", lambda: check_drift(settings, workspace))
             timed("rehearse", lambda: check_rehearse(settings, since, all_revisions, workspace))
-    docs = _docs_check()
+    docs = _docs_check() if include_docs else None
     if docs is not None:
         missing = _docs_missing(settings)
         if missing:

@@ -31,9 +31,9 @@ QUERIES = {
                || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
                || case a.attidentity when 'a' then ' identity always' when 'd' then ' identity by default' else '' end
                || case a.attgenerated when 's' then ' generated' else '' end
-        from pg_attribute a
-        join pg_class c on c.oid = a.attrelid
+        from pg_class c
         join pg_namespace n on n.oid = c.relnamespace
+        join pg_attribute a on a.attrelid = c.oid
         left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
         where a.attnum > 0 and not a.attisdropped and c.relkind in ('r', 'p', 'v', 'm', 'f')
           and n.nspname not in {SYSTEM} and c.relname <> :version_table

@@ -19,8 +19,6 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-import sqlalchemy as sa
-from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script, ScriptDirectory

@@ -206,6 +206,8 @@ def _into_scratch(settings: Settings, version_num: int, build: Callable[[URL], N
     """Build a scratch database with ``build`` and swap it in as the target."""
     url = settings.url
     target = settings.database_name
+    if target in ("postgres", "template0", "template1"):
+        raise UsageError(f"refusing to replace the server's own {target!r} database", "point DATABASE_URL at your application's database")
     with restore_lock(url, target):
         cleaned = leftovers(url, target)
         for name in cleaned:

@@ -138,7 +138,8 @@ def run_script(
                         session = Session(bind=conn, join_transaction_mode="create_savepoint")
                         try:
                             result = main(session=session, **kwargs)
-                            session.flush()
+                            # Releases the session's savepoint; the outer transaction commits below.
+                            session.commit()
                         finally:
                             session.close()
                     else:

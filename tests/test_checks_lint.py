@@ -1,0 +1,131 @@
+"""lint (`db-lint-migrations`): imports, structure, squawk SQL safety, --since, suppression, json."""
+
+from __future__ import annotations
+
+from .checks_helpers import example, findings, git, git_history, rules
+from .conftest import assert_one_line_error, run
+
+NO_SERVER = {"DATABASE_URL": "postgresql://nobody:pw@127.0.0.1:1/nothing"}  # lint needs no database
+
+
+def lint(project, *args, **env):
+    return run(["lint", "--format", "json", *args], project, **{**NO_SERVER, **env})
+
+
+def test_clean_and_safe_revisions_pass(tmp_path):
+    for case in ("clean", "lint_safe_sql", "lint_suppressed"):
+        proc = lint(example(case, tmp_path), "--all")
+        assert proc.returncode == 0, (case, proc.stdout, proc.stderr)
+        assert findings(proc) == []
+
+
+def test_json_findings_have_the_documented_keys(tmp_path):
+    proc = lint(example("lint_app_import", tmp_path), "--all")
+    assert proc.returncode == 1, proc.stderr
+    (finding,) = findings(proc)
+    assert {"rule", "severity", "revision", "file", "line", "message"} <= set(finding)
+    assert finding["rule"] == "self-contained" and finding["revision"] == "e1e1e1e1e101"
+    assert finding["file"] == "migrations/versions/2026_01_02_e1e1e1e1e101_seed_admin.py" and finding["line"] == 11
+    assert "'models'" in finding["message"] and finding["severity"] == "error"
+
+
+def test_text_output_names_rule_revision_file_and_line(tmp_path):
+    proc = run(["lint", "--all"], example("lint_app_import", tmp_path), **NO_SERVER)
+    assert proc.returncode == 1
+    assert "error: lint/self-contained [e1e1e1e1e101] migrations/versions/2026_01_02_e1e1e1e1e101_seed_admin.py:11:" in proc.stdout
+
+
+def test_allow_list_accepts_a_package(tmp_path):
+    project = example("lint_app_import", tmp_path)
+    proc = lint(project, "--all", DBTASKS_LINT_ALLOWED_IMPORTS="models")
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_unimportable_revision_is_a_finding_and_the_others_are_still_linted(tmp_path):
+    proc = lint(example("lint_broken_import", tmp_path), "--all")
+    assert proc.returncode == 1, proc.stderr
+    found = rules(proc)
+    assert ("import-error", "e2e2e2e2e201") in found
+    assert ("self-contained", "e2e2e2e2e202") in found  # imports the project's helpers module
+    assert ("empty-downgrade", "e2e2e2e2e202") in found
+
+
+def test_structure_rules(tmp_path):
+    proc = lint(example("lint_structure", tmp_path), "--all")
+    assert proc.returncode == 1
+    by_rule = {f["rule"]: f for f in findings(proc)}
+    assert by_rule["missing-downgrade"]["revision"] == "f1f1f1f1f101"
+    assert by_rule["empty-downgrade"]["revision"] == "f1f1f1f1f102" and by_rule["empty-downgrade"]["severity"] == "warning"
+    assert by_rule["down-revision-mismatch"]["revision"] == "f1f1f1f1f103" and "0123456789ab" in by_rule["down-revision-mismatch"]["message"]
+    assert by_rule["revision-id-mismatch"]["revision"] == "f1f1f1f1f104" and "ba9876543210" in by_rule["revision-id-mismatch"]["message"]
+    assert len(findings(proc)) == 4
+
+
+def test_squawk_catches_each_unsafe_ddl(tmp_path):
+    proc = lint(example("lint_unsafe_sql", tmp_path), "--all")
+    assert proc.returncode == 1, proc.stderr
+    found = rules(proc)
+    for rule, revision in [
+        ("adding-required-field", "9a9a9a9a9a01"),
+        ("require-concurrent-index-creation", "9a9a9a9a9a02"),
+        ("changing-column-type", "9a9a9a9a9a03"),
+        ("constraint-missing-not-valid", "9a9a9a9a9a04"),
+        ("ban-drop-column", "9a9a9a9a9a05"),
+        ("renaming-column", "9a9a9a9a9a06"),
+    ]:
+        assert (rule, revision) in found, (rule, revision, found)
+    by_revision = {f["revision"]: f for f in findings(proc) if f["rule"] == "adding-required-field"}
+    assert "ALTER TABLE users ADD COLUMN age INTEGER NOT NULL" in by_revision["9a9a9a9a9a01"]["message"]
+    assert by_revision["9a9a9a9a9a01"]["line"] == 18  # the op.add_column line
+
+
+def test_squawk_judges_for_the_configured_postgres_version(tmp_path):
+    project = example("lint_safe_sql", tmp_path)
+    assert lint(project, "--all").returncode == 0  # PostgreSQL 16 (default): a constant default is cheap
+    (project / "pyproject.toml").write_text('[tool.dbtasks]\nlint_pg_version = "10"\n')
+    proc = lint(project, "--all")
+    # before PostgreSQL 11 adding a column with a default rewrites the table
+    assert ("adding-field-with-default", "9c9c9c9c9c01") in rules(proc), proc.stdout
+    assert lint(project, "--all", DBTASKS_LINT_PG_VERSION="16").returncode == 0  # the variable wins
+
+
+def test_suppression_needs_a_reason(tmp_path):
+    project = example("lint_unsafe_sql", tmp_path)
+    path = next((project / "migrations" / "versions").glob("*9a9a9a9a9a01*"))
+    path.write_text(path.read_text().replace("def upgrade():\n", "def upgrade():\n    # dbtasks: allow adding-required-field\n"))
+    found = rules(lint(project, "--all"))
+    assert ("suppression-without-reason", "9a9a9a9a9a01") in found and ("adding-required-field", "9a9a9a9a9a01") in found
+    path.write_text(path.read_text().replace("# dbtasks: allow adding-required-field\n", "# dbtasks: allow adding-required-field: the table is empty in every environment\n"))
+    found = rules(lint(project, "--all"))
+    assert not {r for r in found if r[1] == "9a9a9a9a9a01"}
+
+
+def test_since_lints_only_new_revisions(tmp_path):
+    project = example("lint_unsafe_sql", tmp_path)
+    git_history(project, new=("9a9a9a9a9a06",))
+    proc = lint(project)  # default origin/main does not exist here: falls back to main
+    assert proc.returncode == 1
+    assert {r[1] for r in rules(proc)} == {"9a9a9a9a9a06"}
+    assert "using 'main'" in proc.stderr or proc.stderr == ""
+    # an uncommitted new revision is in scope too
+    git(project, "checkout", "-q", "main")
+    proc = lint(project, "--since", "main")
+    assert proc.returncode == 0 and findings(proc) == []
+    proc = lint(project, "--all")
+    assert len({r[1] for r in rules(proc)}) == 5  # 01..05 on main
+    proc = run(["lint", "--since", "no-such-branch"], project, **NO_SERVER)
+    assert_one_line_error(proc, "git base 'no-such-branch' does not exist", "--all")
+
+
+def test_made_with_make_and_just(tmp_path):
+    from .conftest import JUST, REPO, clean_env
+    import subprocess
+
+    project = example("lint_app_import", tmp_path)
+    for cmd in (
+        ["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "db-lint-migrations", f"DBTASKS={REPO / '.venv/bin/dbtasks'}", "ALL=1", "FORMAT=json"],
+        [JUST, "--justfile", str(REPO / "justfile"), "--working-directory", str(project), f"dbtasks={REPO / '.venv/bin/dbtasks'}", "db-lint-migrations", "", "1", "json"],
+    ):
+        proc = subprocess.run(cmd, cwd=project, env=clean_env(**NO_SERVER), capture_output=True, text=True)
+        assert proc.returncode != 0, proc.stdout + proc.stderr
+        assert '"rule": "self-contained"' in proc.stdout, (cmd, proc.stdout, proc.stderr)
