@@ -29,12 +29,15 @@ def test_two_heads_fail_naming_each_head_file_and_both_fixes(tmp_path):
     assert "make db-migrate-merge-heads" in out and "make db-migrate-linearize" in out
 
 
-def test_merge_heads_fixes_two_heads(tmp_path):
+def test_merge_heads_fixes_two_heads_and_the_merged_history_roundtrips(tmp_path, dbtasks_server_url):
     project = example("two_heads", tmp_path)
     (project / "migrations" / "script.py.mako").write_text((Path(__file__).parents[1] / "alembic" / "script.py.mako").read_text())
     proc = run(["merge-heads"], project)
     assert proc.returncode == 0, proc.stderr
     assert run(["check-heads"], project).returncode == 0
+    proc = run(["check-roundtrip"], project, DATABASE_URL=url_str(dbtasks_server_url))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "4 revision(s) walked" in proc.stderr
 
 
 def test_linearize_moves_a_branch_of_several_revisions(tmp_path, empty_database):

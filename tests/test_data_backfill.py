@@ -7,7 +7,6 @@ exactly once: each batch and its checkpoint commit together.
 from __future__ import annotations
 
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -75,7 +74,7 @@ def test_batched_delete_on_a_composite_primary_key(dbtasks_database):
     (tag,) = rows(dbtasks_database, "select tag_id from task_tags group by tag_id order by count(*) desc limit 1")[0]
     total = rows(dbtasks_database, "select count(*) from task_tags")[0][0]
     doomed = rows(dbtasks_database, "select count(*) from task_tags where tag_id = :t", {"t": tag})[0][0]
-    result = batched_delete(settings_for(dbtasks_database), "task_tags", where="tag_id = :t", params={"t": tag}, batch_size=3, max_batch_size=3)
+    result = batched_delete(settings_for(dbtasks_database), "task_tags", where="tag_id = :t", params={"t": tag}, batch_size=3, max_batch_size=3, target_seconds=3600)
     assert result.rows == doomed and result.batches == -(-doomed // 3)
     assert rows(dbtasks_database, "select count(*) from task_tags") == [(total - doomed,)]
 

@@ -184,6 +184,8 @@ class Workspace:
         except DbtasksError as exc:
             if start_hint(self.settings) and "cannot connect" in exc.message:
                 exc.remedy = f"{start_hint(self.settings)}; the checks create scratch databases on that server"
+            elif "permission denied to create database" in exc.message:
+                exc.remedy = "the checks create scratch databases: use a role with CREATEDB (ALTER ROLE ... CREATEDB)"
             raise
         try:
             yield url
