@@ -167,8 +167,10 @@ def main() -> None:
     rows = []
     with server() as url, tempfile.TemporaryDirectory(prefix="dbtasks-bench-") as tmp:
         server_url = url.render_as_string(hide_password=False)
-        chain_ini = generate_chain(Path(tmp) / "chain", args.revisions)
-        projects = [("example app (1 revision)", REPO / "alembic.ini", REPO), (f"chain of {args.revisions} revisions", chain_ini, chain_ini.parent)]
+        projects = [("example app (1 revision)", REPO / "alembic.ini", REPO)]
+        if args.revisions:  # --revisions 0: the example application only
+            chain_ini = generate_chain(Path(tmp) / "chain", args.revisions)
+            projects.append((f"chain of {args.revisions} revisions", chain_ini, chain_ini.parent))
         for name, ini, project_dir in projects:
             settings = load_settings({"database_url": server_url, "alembic_ini": str(ini)}, project_dir=project_dir)
             pa_times, db_times = [], []
