@@ -16,7 +16,6 @@ database URL) or starts a throwaway server through dbtasks.server.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sqlalchemy as sa  # noqa: E402
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column  # noqa: E402
 
-from dbtasks.config import load_settings, parse_url  # noqa: E402
+from dbtasks.config import load_settings  # noqa: E402
 from dbtasks.data.backfill import batched_update  # noqa: E402
 from dbtasks.database import create_database, drop_database, make_engine  # noqa: E402
 
@@ -81,15 +80,10 @@ def helper(url: sa.URL, batch_size: int) -> tuple[float, float, int]:
     return time.perf_counter() - started, result.max_batch_seconds, result.batches
 
 
-@contextlib.contextmanager
 def server(url: str | None):
-    if url:
-        yield parse_url(url, "--url")
-        return
-    from dbtasks.testing import throwaway_server
+    from dbtasks.testing import given_or_throwaway
 
-    with throwaway_server() as u:
-        yield u
+    return given_or_throwaway(url, "--url")
 
 
 def main() -> None:

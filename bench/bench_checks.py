@@ -19,7 +19,6 @@ Uses TEST_DATABASE_URL when set, else starts a throwaway PostgreSQL.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
@@ -109,17 +108,10 @@ def generate_chain(root: Path, count: int) -> Path:
     return root / "alembic.ini"
 
 
-@contextlib.contextmanager
 def server():
-    from dbtasks.config import parse_url
-    from dbtasks.testing import throwaway_server
+    from dbtasks.testing import given_or_throwaway
 
-    given = os.environ.get("TEST_DATABASE_URL")
-    if given:
-        yield parse_url(given, "TEST_DATABASE_URL")
-    else:
-        with throwaway_server() as url:
-            yield url
+    return given_or_throwaway(os.environ.get("TEST_DATABASE_URL"))
 
 
 def run_pytest_alembic(settings) -> float:

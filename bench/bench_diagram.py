@@ -25,12 +25,11 @@ benchmark database is created and dropped on that server.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
@@ -38,7 +37,6 @@ from sqlalchemy.engine import URL, Connection
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dbtasks import diagram  # noqa: E402
-from dbtasks.config import parse_url  # noqa: E402
 from dbtasks.database import create_database, drop_database, make_engine, scratch_name  # noqa: E402
 from dbtasks.diagram import Column, DocsOptions  # noqa: E402
 
@@ -180,16 +178,10 @@ def measure(url: URL, reader: Callable, repeat: int) -> tuple[float, int, str]:
     return best, per_run, text
 
 
-@contextlib.contextmanager
-def server() -> Iterator[URL]:
-    given = os.environ.get("BENCH_DATABASE_URL")
-    if given:
-        yield parse_url(given, "BENCH_DATABASE_URL")
-        return
-    from dbtasks.testing import throwaway_server
+def server():
+    from dbtasks.testing import given_or_throwaway
 
-    with throwaway_server() as url:
-        yield url
+    return given_or_throwaway(os.environ.get("BENCH_DATABASE_URL"), "BENCH_DATABASE_URL")
 
 
 def main() -> None:

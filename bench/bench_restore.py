@@ -18,7 +18,6 @@ database URL) or starts a throwaway server through dbtasks.server.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import subprocess
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sqlalchemy as sa  # noqa: E402
 
-from dbtasks.config import load_settings, parse_url  # noqa: E402
+from dbtasks.config import load_settings  # noqa: E402
 from dbtasks.data.restore import restore_db  # noqa: E402
 from dbtasks.data.tools import client_environment, find_client  # noqa: E402
 from dbtasks.database import create_database, drop_database, make_engine, server_version  # noqa: E402
@@ -66,15 +65,10 @@ def timed(args, env, stdin=None) -> float:
     return time.perf_counter() - started
 
 
-@contextlib.contextmanager
 def server(url: str | None):
-    if url:
-        yield parse_url(url, "--url")
-        return
-    from dbtasks.testing import throwaway_server
+    from dbtasks.testing import given_or_throwaway
 
-    with throwaway_server() as u:
-        yield u
+    return given_or_throwaway(url, "--url")
 
 
 def main() -> None:

@@ -206,8 +206,6 @@ def seed(c: Ctx, confirm: str | None) -> None:
 
 
 def _print_migrate(result, verb: str) -> None:
-    from dbtasks.migrations import Revision  # noqa: F401
-
     if not result.applied:
         echo(f"nothing to do: the database is at {', '.join(result.after) or 'base'}")
         return

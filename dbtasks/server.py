@@ -118,7 +118,7 @@ def client_binary(name: str, pg_bin: str | None = None) -> str:
         pass
     found = shutil.which(name)
     if not found:
-        raise ConfigError(f"{name} is not installed", f"install the PostgreSQL client (Debian: apt-get install postgresql-client) or set PG_BIN")
+        raise ConfigError(f"{name} is not installed", "install the PostgreSQL client (Debian: apt-get install postgresql-client) or set PG_BIN")
     return found
 
 

@@ -58,14 +58,20 @@ def throwaway_server(pg_bin: str | None = None, base_dir: str | None = None) -> 
             shutil.rmtree(root, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def given_or_throwaway(url: str | None, origin: str = "TEST_DATABASE_URL") -> Iterator[URL]:
+    """The server at ``url`` when one is given, else a throwaway cluster (tests, benchmarks)."""
+    if url:
+        yield parse_url(url, origin)
+        return
+    with throwaway_server() as started:
+        yield started
+
+
 @pytest.fixture(scope="session")
 def dbtasks_server_url() -> Iterator[URL]:
     """Maintenance URL of the test server (TEST_DATABASE_URL or a throwaway cluster)."""
-    given = os.environ.get("TEST_DATABASE_URL")
-    if given:
-        yield parse_url(given, "TEST_DATABASE_URL")
-        return
-    with throwaway_server() as url:
+    with given_or_throwaway(os.environ.get("TEST_DATABASE_URL")) as url:
         yield url
 
 
