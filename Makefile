@@ -35,18 +35,13 @@ endif
 help: ## List the recipes
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-24s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[test]'
-	touch $@
+install: ## Create .venv and install dbtasks with its tools (just, black, squawk, ...); again when pyproject.toml changes
+	@test $(VENV)/.installed -nt pyproject.toml || ($(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install --quiet --upgrade pip && $(VENV)/bin/pip install --quiet -e '.[test]' && touch $(VENV)/.installed)
 
-install: $(VENV)/.installed ## Create .venv and install dbtasks with its tools (just, black, squawk, ...)
-
-init: $(VENV)/.installed ## Set up: venv, start the database, migrate to head, demo data, status
+init: install ## Set up: venv, start the database, migrate to head, demo data, status
 	$(DBTASKS) init
 
-test: $(VENV)/.installed ## Run the test suite (starts its own throwaway PostgreSQL)
+test: install ## Run the test suite (starts its own throwaway PostgreSQL)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 db-seed: ## Load the example application's demo data (idempotent)

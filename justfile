@@ -21,9 +21,9 @@ export DBTASKS_CONFIRM := CONFIRM
 help:
     @{{just_executable()}} --list --unsorted --justfile {{justfile()}}
 
-# Create .venv and install dbtasks with its tools (just, black, squawk, ...)
+# Create .venv and install dbtasks with its tools (just, black, squawk, ...); again when pyproject.toml changes
 install:
-    test -f {{venv}}/.installed || ({{python}} -m venv {{venv}} && {{venv}}/bin/pip install --quiet --upgrade pip && {{venv}}/bin/pip install --quiet -e '.[test]' && touch {{venv}}/.installed)
+    @test {{venv}}/.installed -nt pyproject.toml || ({{python}} -m venv {{venv}} && {{venv}}/bin/pip install --quiet --upgrade pip && {{venv}}/bin/pip install --quiet -e '.[test]' && touch {{venv}}/.installed)
 
 # Set up: venv, start the database, migrate to head, demo data, status
 init: install
