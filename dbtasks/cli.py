@@ -185,10 +185,11 @@ def volume_recreate(c: Ctx, confirm: str | None) -> None:
 def shell(c: Ctx) -> None:
     """Open psql on the database; reads commands from stdin when it is not a terminal."""
     from dbtasks.database import shell as run_shell
-    from dbtasks.server import client_binary, ensure_running
+    from dbtasks.data.tools import find_client
+    from dbtasks.server import ensure_running
 
     ensure_running(c.settings)
-    sys.exit(run_shell(c.settings.url, client_binary("psql", c.settings.pg_bin)))
+    sys.exit(run_shell(c.settings.url, find_client("psql", c.settings.pg_bin).path))
 
 
 @cli.command()

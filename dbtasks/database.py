@@ -117,10 +117,25 @@ def scratch_name(prefix: str = "dbtasks_scratch") -> str:
 
 
 @contextlib.contextmanager
-def scratch_database(url: URL, template: str | None = None, prefix: str = "dbtasks_scratch") -> Iterator[URL]:
-    """A throwaway database on the server of ``url``, dropped on exit."""
+def scratch_database(
+    url: URL, template: str | None = None, prefix: str = "dbtasks_scratch", start_hint: str | None = None, why: str = ""
+) -> Iterator[URL]:
+    """A throwaway database on the server of ``url``, dropped on exit whatever happens.
+
+    A role that may not create databases gets one line saying so (``why``
+    names the verb that needed one).
+    """
     name = scratch_name(prefix)
-    scratch = create_database(url, name, template=template)
+    with connect(admin_url(url), start_hint):
+        pass  # a server that does not answer fails here, with the start hint
+    try:
+        scratch = create_database(url, name, template=template)
+    except DBAPIError as exc:
+        first = redact(str(exc.orig).strip().splitlines()[0]) if str(exc.orig).strip() else type(exc).__name__
+        raise ServerError(
+            f"cannot create a scratch database on {describe(admin_url(url))}: {first}",
+            (f"{why}: " if why else "") + "use a role with CREATEDB (ALTER ROLE ... CREATEDB)",
+        ) from None
     try:
         yield scratch
     finally:
@@ -150,17 +165,25 @@ def libpq_environment(url: URL) -> dict[str, str]:
     return env
 
 
-def shell(url: URL, psql: str, stdin=None) -> int:
-    """Run psql on ``url``; it reads commands from stdin when that is not a terminal."""
+def client_environment(url: URL | None) -> dict[str, str]:
+    """Environment of a PostgreSQL client program: ours without the caller's PG*
+    variables, plus the target's (the password travels here, never in argv)."""
     import os
-    import subprocess
-
-    import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.update(libpq_environment(url))
+    env["LC_MESSAGES"] = "C"
+    if url is not None:
+        env.update(libpq_environment(url))
+    return env
+
+
+def shell(url: URL, psql: str, stdin=None) -> int:
+    """Run psql on ``url``; it reads commands from stdin when that is not a terminal."""
+    import subprocess
+    import sys
+
     stream = stdin if stdin is not None else sys.stdin
     interactive = hasattr(stream, "isatty") and stream.isatty()
     # A script piped in should stop at its first error and ignore ~/.psqlrc.
     args = [psql] if interactive else [psql, "--no-psqlrc", "-v", "ON_ERROR_STOP=1"]
-    return subprocess.run(args, env=env, stdin=stdin).returncode
+    return subprocess.run(args, env=client_environment(url), stdin=stdin).returncode

@@ -56,12 +56,11 @@ from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import DBAPIError
 
 from dbtasks.checks import CheckResult, Finding
 from dbtasks.config import Settings
-from dbtasks.database import admin_url, connect, create_database, describe, drop_database, scratch_name, server_version
-from dbtasks.errors import ConfigError, DbtasksError, ServerError, UsageError, redact
+from dbtasks.database import connect, describe, scratch_database, server_version
+from dbtasks.errors import ConfigError, DbtasksError, UsageError, redact
 
 DIAGRAM_FILE = "diagram.mmd"
 SCHEMA_FILE = "schema.sql"
@@ -757,22 +756,10 @@ def source_database(settings: Settings, from_database: bool = False) -> Iterator
             f"regenerate-db-diagram migrates a scratch database, and {settings.env!r} is a protected environment",
             "pass --from-database (make or just: FROM_DATABASE=1) to draw that database as it is",
         )
-    with connect(admin_url(settings.url), start_hint(settings)):
-        pass
-    name = scratch_name("dbtasks_docs")
-    try:
-        # template0, not template1: whatever a machine added to template1 must not show up in the docs
-        scratch = create_database(settings.url, name, template="template0")
-    except DBAPIError as exc:
-        raise ServerError(
-            f"cannot create a scratch database on {describe(admin_url(settings.url))}: {redact(str(exc.orig).strip().splitlines()[0])}",
-            "grant the user CREATEDB, or pass --from-database to draw an existing database",
-        ) from None
-    try:
+    # template0, not template1: whatever a machine added to template1 must not show up in the docs
+    with scratch_database(settings.url, "template0", "dbtasks_docs", start_hint(settings), why="the docs are drawn from a scratch database (or pass --from-database)") as scratch:
         _migrate_to_head(settings, scratch)
         yield scratch
-    finally:
-        drop_database(settings.url, name)
 
 
 def _migrate_to_head(settings: Settings, url: URL) -> None:

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from dbtasks.config import Settings
-from dbtasks.database import admin_url, connect, describe, quote_ident
+from dbtasks.database import admin_url, connect, create_database, database_exists, describe
 from dbtasks.errors import (
     ConfigError,
     DbtasksError,
@@ -108,20 +108,6 @@ def binary_major_version(bin_dir: Path) -> int:
     return int(match.group(1))
 
 
-def client_binary(name: str, pg_bin: str | None = None) -> str:
-    """A client program (psql, pg_dump, ...): from the server binaries, else PATH."""
-    try:
-        path = find_bin_dir(pg_bin) / name
-        if path.is_file():
-            return str(path)
-    except ConfigError:
-        pass
-    found = shutil.which(name)
-    if not found:
-        raise ConfigError(f"{name} is not installed", "install the PostgreSQL client (Debian: apt-get install postgresql-client) or set PG_BIN")
-    return found
-
-
 # -- helpers ----------------------------------------------------------------
 
 
@@ -155,12 +141,10 @@ def wait_until_ready(url: URL, timeout: float, on_fail: Callable[[], str] | None
 
 def ensure_database(url: URL) -> bool:
     """Create the database of ``url`` if missing. Returns True when it was created."""
-    with connect(admin_url(url), autocommit=True) as conn:
-        exists = conn.execute(sa.text("select 1 from pg_database where datname = :n"), {"n": url.database}).scalar()
-        if exists:
-            return False
-        conn.execute(sa.text(f"CREATE DATABASE {quote_ident(url.database)}"))
-        return True
+    if database_exists(url):
+        return False
+    create_database(url, url.database)
+    return True
 
 
 # -- backends ---------------------------------------------------------------
@@ -529,10 +513,6 @@ def start_db(settings: Settings) -> ServerStatus:
 def stop_db(settings: Settings) -> ServerStatus:
     """Stop the database server (idempotent)."""
     return get_server(settings).stop()
-
-
-def server_status(settings: Settings) -> ServerStatus:
-    return get_server(settings).status()
 
 
 def ensure_running(settings: Settings) -> None:

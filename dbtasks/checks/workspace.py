@@ -17,7 +17,7 @@ import contextlib
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext, RevisionStep
@@ -25,7 +25,7 @@ from alembic.script import Script, ScriptDirectory
 from sqlalchemy.engine import URL
 
 from dbtasks.config import Settings, _csv
-from dbtasks.database import connect, create_database, drop_database, scratch_name
+from dbtasks.database import connect, scratch_database
 from dbtasks.errors import ConfigError, DbtasksError
 from dbtasks.migrations import alembic_config, translate_errors
 
@@ -172,25 +172,11 @@ class Workspace:
 
     # -- scratch databases ---------------------------------------------------
 
-    @contextlib.contextmanager
-    def scratch(self, template: str | None = None) -> Iterator[URL]:
+    def scratch(self, template: str | None = None) -> contextlib.AbstractContextManager[URL]:
         """A throwaway database on the settings' server, dropped on exit."""
         from dbtasks.server import start_hint
 
-        server = self.settings.url
-        name = scratch_name("dbtasks_check")
-        try:
-            url = create_database(server, name, template=template)
-        except DbtasksError as exc:
-            if start_hint(self.settings) and "cannot connect" in exc.message:
-                exc.remedy = f"{start_hint(self.settings)}; the checks create scratch databases on that server"
-            elif "permission denied to create database" in exc.message:
-                exc.remedy = "the checks create scratch databases: use a role with CREATEDB (ALTER ROLE ... CREATEDB)"
-            raise
-        try:
-            yield url
-        finally:
-            drop_database(server, name)
+        return scratch_database(self.settings.url, template, "dbtasks_check", start_hint(self.settings), why="the checks create scratch databases")
 
     def settings_for(self, url: URL) -> Settings:
         return self.settings.with_(database_url=url_text(url))

@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Sequence
 
 from sqlalchemy.engine import URL
 
-from dbtasks.database import libpq_environment
+from dbtasks.database import client_environment  # noqa: F401  (re-exported)
 from dbtasks.errors import ConfigError, DbtasksError, redact
 
 
@@ -175,15 +175,6 @@ def find_client(name: str, pg_bin: str | None = None, min_major: int = 0, prefer
 
 
 # -- running them -------------------------------------------------------------------
-
-
-def client_environment(url: URL | None) -> dict[str, str]:
-    """Our environment without any PG* variable of the caller, plus the target's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["LC_MESSAGES"] = "C"
-    if url is not None:
-        env.update(libpq_environment(url))
-    return env
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
