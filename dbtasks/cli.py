@@ -1,22 +1,29 @@
 """The ``dbtasks`` command line. Each command parses, calls one library function, prints.
 
+Options that are settings (``--steps``, ``--older-than``, ``--format`` ...) are
+built from their one declaration in :mod:`dbtasks.config` by
+:func:`setting_option`: a flag only ever lands in the settings as an override,
+so flag > environment variable > .env > pyproject.toml > default holds for
+all of them. The check verbs are generated from the check registry.
+
 Exit codes: 0 ok, 1 findings (pending migrations, nothing to do), 2 usage or
 environment error. Errors are one line on stderr, passwords redacted.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
-from typing import Any
+import time
+from typing import Any, Callable
 
 import click
 
 from dbtasks import __version__
-from dbtasks.config import Settings, load_settings
+from dbtasks.config import SETTING_BY_NAME, SETTINGS, Settings, load_settings, parse_bool, shown_path, shown_value
 from dbtasks.errors import EXIT_FINDINGS, EXIT_USAGE, DbtasksError, redact
-
 
 # -- plumbing ---------------------------------------------------------------
 
@@ -48,6 +55,8 @@ def _ask():
 
 
 class Ctx:
+    """The flags given so far (as setting overrides) and the settings they resolve to."""
+
     def __init__(self, overrides: dict[str, Any]):
         self.overrides = overrides
         self._settings: Settings | None = None
@@ -61,13 +70,38 @@ class Ctx:
 
 pass_ctx = click.make_pass_decorator(Ctx)
 
-confirm_option = click.option(
-    "--confirm",
-    metavar="DBNAME",
-    envvar="DBTASKS_CONFIRM",
-    callback=lambda ctx, param, value: value or None,
-    help="Confirm a destructive verb on a protected environment by naming its database.",
-)
+
+def setting_option(name: str, *decls: str, **kwargs: Any) -> Callable:
+    """A click option for setting ``name``: help from its declaration, value into the settings.
+
+    The option reads no environment variable of its own: the setting's
+    variable is read by :func:`~dbtasks.config.load_settings`, once, with the
+    same precedence as every other setting.
+    """
+    s = SETTING_BY_NAME[name]
+    parse = s.parse
+    if parse is parse_bool and "/" not in " ".join(decls):
+        kwargs.setdefault("is_flag", True)
+    elif isinstance(s.default, tuple):
+        kwargs.setdefault("multiple", True)
+    elif getattr(parse, "choices", None):
+        kwargs.setdefault("type", click.Choice(parse.choices))
+    elif isinstance(s.default, int) and not isinstance(s.default, bool) or name in ("steps", "jobs", "keep"):
+        kwargs.setdefault("type", int)
+    carrier = s.make or s.variable
+    help_text = kwargs.pop("help", s.help)
+    kwargs["help"] = f"{help_text} [{carrier}]"
+    kwargs.setdefault("default", None)
+
+    def store(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value is None or value == () or value == "":
+            return
+        ctx.ensure_object(Ctx).overrides[name] = list(value) if isinstance(value, tuple) else value
+
+    return click.option(*(decls or (s.flag,)), expose_value=False, callback=store, **kwargs)
+
+
+confirm_option = setting_option("confirm", "--confirm", metavar="DBNAME")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,18 +140,14 @@ def url(c: Ctx) -> None:
 @cli.command("settings")
 @pass_ctx
 def settings_cmd(c: Ctx) -> None:
-    """Print every setting, its value and where the value came from."""
-    from dbtasks.config import SETTINGS
-
+    """Print every setting, its value and where the value came from, aligned."""
     s = c.settings
-    for setting in SETTINGS:
-        value = getattr(s, setting.name)
-        if setting.name == "pg_password":
-            value = "***"
-        if isinstance(value, tuple):
-            value = ",".join(value)
-        echo(f"{setting.name:<16} {str(value):<28} ({s.sources.get(setting.name, 'default')}, {setting.variable})")
-    echo(f"{'server':<16} {s.server_kind}")
+    rows = [(d.name, shown_value(s, d), s.sources.get(d.name, "default"), d.variable) for d in SETTINGS]
+    rows.append(("server", s.server_kind, "derived", "DB_SERVER, DATABASE_URL"))
+    widths = [min(max(len(r[i]) for r in rows), 32) for i in range(3)]
+    echo(f"{'setting':<{widths[0]}}  {'value':<{widths[1]}}  {'from':<{widths[2]}}  variable")
+    for name, value, source, variable in rows:
+        echo(f"{name:<{widths[0]}}  {value:<{widths[1]}}  {source:<{widths[2]}}  {variable}".rstrip())
 
 
 # -- server -------------------------------------------------------------------
@@ -171,11 +201,11 @@ def init(c: Ctx) -> None:
 @cli.command("volume-recreate")
 @confirm_option
 @pass_ctx
-def volume_recreate(c: Ctx, confirm: str | None) -> None:
+def volume_recreate(c: Ctx) -> None:
     """Destroy the database server's data, start afresh and migrate to head."""
     from dbtasks import lifecycle
 
-    started, migrated = lifecycle.volume_recreate(c.settings, confirm, _ask())
+    started, migrated = lifecycle.volume_recreate(c.settings, c.settings.confirm, _ask())
     echo(started.describe())
     _print_migrate(migrated, "upgraded")
 
@@ -184,22 +214,19 @@ def volume_recreate(c: Ctx, confirm: str | None) -> None:
 @pass_ctx
 def shell(c: Ctx) -> None:
     """Open psql on the database; reads commands from stdin when it is not a terminal."""
-    from dbtasks.database import shell as run_shell
-    from dbtasks.data.tools import find_client
-    from dbtasks.server import ensure_running
+    from dbtasks import clients
 
-    ensure_running(c.settings)
-    sys.exit(run_shell(c.settings.url, find_client("psql", c.settings.pg_bin).path))
+    sys.exit(clients.shell(c.settings))
 
 
 @cli.command()
 @confirm_option
 @pass_ctx
-def seed(c: Ctx, confirm: str | None) -> None:
+def seed(c: Ctx) -> None:
     """Load the application's demo data (idempotent)."""
     from dbtasks.data.seed import seed as run_seed
 
-    rows = run_seed(c.settings, confirm, _ask())
+    rows = run_seed(c.settings, c.settings.confirm, _ask())
     echo("seeded: " + ", ".join(f"{t} {n}" for t, n in rows.items()) if rows else "demo data already present; nothing inserted")
 
 
@@ -244,48 +271,49 @@ def status(c: Ctx, exit_code: bool) -> None:
 @click.argument("target", default="head")
 @confirm_option
 @pass_ctx
-def upgrade(c: Ctx, target: str, confirm: str | None) -> None:
+def upgrade(c: Ctx, target: str) -> None:
     """Upgrade the database to TARGET (default head), one process at a time."""
     from dbtasks import migrations
 
-    _print_migrate(migrations.upgrade(c.settings, target, confirm, _ask()), "upgraded")
+    _print_migrate(migrations.upgrade(c.settings, target, c.settings.confirm, _ask()), "upgraded")
 
 
 @cli.command()
-@click.option("--steps", type=int, default=None, envvar="STEPS", help="How many revisions to undo (default 1; make: STEPS=N).")
+@setting_option("steps", "--steps")
 @click.option("--to", "target", metavar="REVISION", help="Downgrade to this revision instead.")
 @confirm_option
 @pass_ctx
-def downgrade(c: Ctx, steps: int | None, target: str | None, confirm: str | None) -> None:
+def downgrade(c: Ctx, target: str | None) -> None:
     """Undo the last STEPS revisions (default 1), or down to --to REVISION."""
     from dbtasks import migrations
 
+    steps = c.settings.steps
     if steps is not None and target:
         raise click.UsageError("pass --steps or --to, not both")
-    result = migrations.downgrade(c.settings, steps if steps is not None else (None if target else 1), target, confirm, _ask())
+    result = migrations.downgrade(c.settings, steps if steps is not None else (None if target else 1), target, c.settings.confirm, _ask())
     _print_migrate(result, "downgraded")
 
 
 @cli.command("down-all")
 @confirm_option
 @pass_ctx
-def down_all(c: Ctx, confirm: str | None) -> None:
+def down_all(c: Ctx) -> None:
     """Undo every revision, down to base (refused on protected environments)."""
     from dbtasks import migrations
 
-    _print_migrate(migrations.downgrade_all(c.settings, confirm, _ask()), "downgraded")
+    _print_migrate(migrations.downgrade_all(c.settings, c.settings.confirm, _ask()), "downgraded")
 
 
 @cli.command()
-@click.option("-m", "--message", envvar="MIGRATE_MSG", help="What the revision does (make: MIGRATE_MSG=...).")
+@setting_option("message", "-m", "--message")
 @click.option("--autogenerate/--empty", default=True, help="Compare the models with the database (default), or write an empty revision.")
 @pass_ctx
-def revision(c: Ctx, message: str | None, autogenerate: bool) -> None:
+def revision(c: Ctx, autogenerate: bool) -> None:
     """Create a revision file, autogenerated from the models and formatted."""
     from dbtasks import migrations
 
-    rev = migrations.revision(c.settings, message, autogenerate)
-    echo(f"created {rev.revision}: {os.path.relpath(rev.path)}")
+    rev = migrations.revision(c.settings, c.settings.message, autogenerate)
+    echo(f"created {rev.revision}: {shown_path(rev.path)}")
 
 
 @cli.command()
@@ -319,7 +347,7 @@ def heads(c: Ctx) -> None:
     from dbtasks import migrations
 
     for rev in migrations.heads(c.settings):
-        echo(f"{rev.revision}  {rev.message}  ({os.path.relpath(rev.path)})")
+        echo(f"{rev.revision}  {rev.message}  ({shown_path(rev.path)})")
 
 
 @cli.command("merge-heads")
@@ -330,7 +358,28 @@ def merge_heads(c: Ctx, message: str) -> None:
     from dbtasks import migrations
 
     rev = migrations.merge_heads(c.settings, message)
-    echo(f"created merge revision {rev.revision} over {', '.join(rev.down_revision)}: {os.path.relpath(rev.path)}")
+    echo(f"created merge revision {rev.revision} over {', '.join(rev.down_revision)}: {shown_path(rev.path)}")
+
+
+@cli.command("linearize")
+@click.option("--no-database", is_flag=True, help="Do not check the database for applied revisions of the moved branch.")
+@pass_ctx
+def linearize_cmd(c: Ctx, no_database: bool) -> None:
+    """Turn several heads into one straight history: rebase the newer branch onto the other head.
+
+    Rewrites the first revision of the newer branch (its down_revision and
+    the Revises: line of its docstring) and formats it. Refuses when a
+    revision it would move is applied in the database (downgrade first), or
+    when a branch holds merge revisions (use merge-heads).
+    """
+    from dbtasks.linearize import linearize
+
+    result = linearize(c.settings, check_database=not no_database)
+    for note in result.notes:
+        echo(f"note: {note}", err=True)
+    for move in result.moves:
+        echo(f"moved {', '.join(move.moved)} onto {move.new_parent} (was on {move.old_parent}): {shown_path(move.path)}")
+    echo(f"one head now: {result.head}")
 
 
 @cli.command("format-revision")
@@ -351,7 +400,7 @@ def format_revision(paths: tuple[str, ...]) -> None:
         sys.exit(EXIT_USAGE)
 
 
-# -- data: dump, restore, backup, backfill scripts, cleanup (issue 5) ----------
+# -- data: dump, restore, backup, backfill scripts, cleanup --------------------
 
 
 class _Bars:
@@ -365,8 +414,6 @@ class _Bars:
         self.unit = ""
 
     def __call__(self, p) -> None:
-        import time
-
         if p.stage != self.stage:
             self.close()
             self.stage, self.shown, self.started, self.unit = p.stage, 0, time.monotonic(), p.unit
@@ -398,7 +445,8 @@ class _Bars:
         self.close()
 
 
-def _size(n: int) -> str:
+def _human_size(n: float) -> str:
+    """Bytes for a person: 812 B, 4.2 kB, 1.3 MB."""
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -406,44 +454,39 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _rel(path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
-
-
-jobs_option = click.option("-j", "--jobs", type=click.IntRange(1, 64), envvar="JOBS", help="Parallel pg_dump/pg_restore jobs (make: JOBS=N).")
+jobs_option = setting_option("jobs", "-j", "--jobs", type=click.IntRange(1, 64))
 
 
 @cli.command("dump-db")
-@click.option("-o", "--output", metavar="PATH", envvar="FILE", help="Where to write the dump (make: FILE=...). Default: dumps/<db>-<env>-<time>.dump.")
-@click.option("--format", "fmt", type=click.Choice(["custom", "directory"]), help="custom (one file) or directory (parallel). Default: DBTASKS_DUMP_FORMAT.")
+@setting_option("file", "-o", "--output", metavar="PATH", help="Where to write the dump. Default: dumps/<db>-<env>-<time>.dump.")
+@setting_option("dump_format", "--format")
 @jobs_option
-@click.option("--exclude-data", metavar="PATTERN", multiple=True, help="Leave out the rows of tables matching PATTERN (repeatable; default DBTASKS_DUMP_EXCLUDE_DATA).")
+@setting_option("dump_exclude_data", "--exclude-data", metavar="PATTERN")
 @pass_ctx
-def dump_db_cmd(c: Ctx, output: str | None, fmt: str | None, jobs: int | None, exclude_data: tuple[str, ...]) -> None:
+def dump_db_cmd(c: Ctx) -> None:
     """Dump the database (ENV=prod for an environment) with pg_dump, compressed, with a progress bar."""
     from dbtasks.data.dump import dump_db
 
+    s = c.settings
     with _Bars() as bars:
-        r = dump_db(c.settings, output, fmt, jobs, exclude_data or None, progress=bars)
-    echo(f"dumped {c.settings.database_name} to {_rel(r.path)} ({r.format} format, {_size(r.size)}, {r.tables} tables, revision {r.revision or 'none'}, {r.seconds:.1f}s)")
+        r = dump_db(s, s.file, s.dump_format, s.jobs, progress=bars)
+    echo(f"dumped {s.database_name} to {shown_path(r.path)} ({r.format} format, {_human_size(r.size)}, {r.tables} tables, revision {r.revision or 'none'}, {r.seconds:.1f}s)")
     echo(f"server PostgreSQL {r.server_version}, pg_dump {r.pg_dump}" + (f"; rows left out: {', '.join(r.excluded)}" if r.excluded else ""))
 
 
 @cli.command("restore-db")
-@click.option("-f", "--file", "file", metavar="PATH", envvar="FILE", help="The dump to restore (make: FILE=...).")
+@setting_option("file", "-f", "--file", metavar="PATH")
 @jobs_option
-@click.option("--owner", metavar="ROLE", help="Role that owns everything restored. Default: DBTASKS_RESTORE_OWNER, else the connecting user.")
+@setting_option("restore_owner", "--owner", metavar="ROLE")
 @confirm_option
 @pass_ctx
-def restore_db_cmd(c: Ctx, file: str | None, jobs: int | None, owner: str | None, confirm: str | None) -> None:
+def restore_db_cmd(c: Ctx) -> None:
     """Restore a dump into a scratch database, then swap it in for the database only if it fully succeeded."""
     from dbtasks.data.restore import restore_db
 
+    s = c.settings
     with _Bars() as bars:
-        r = restore_db(c.settings, file, jobs, owner, confirm, _ask(), progress=bars)
+        r = restore_db(s, s.file, s.jobs, s.restore_owner, s.confirm, _ask(), progress=bars)
     _print_restore(r)
 
 
@@ -452,72 +495,80 @@ def _print_restore(r) -> None:
         echo(f"removed {name}, left over by an interrupted restore")
     how = "replaced" if r.replaced else "created"
     extra = f", schema from migrations at {r.revision}, upgraded to head" if r.mode == "schema" else ""
-    echo(f"{how} database {r.database} from {_rel(r.file)} ({r.tables} tables{extra}, {r.seconds:.1f}s)")
+    echo(f"{how} database {r.database} from {shown_path(r.file)} ({r.tables} tables{extra}, {r.seconds:.1f}s)")
 
 
 @cli.command("dump-and-restore")
-@click.option("--from", "source", metavar="ENV", envvar="FROM", help="Environment to copy, e.g. prod (reads PROD_DATABASE_URL; make: FROM=prod).")
-@click.option("--mode", type=click.Choice(["schema", "full"]), default="schema", envvar="MODE", show_default=True,
-              help="schema: our migrations at the dump's revision, the data only, then upgrade to head. full: a plain full restore.")
+@setting_option("source", "--from", metavar="ENV")
+@setting_option("mode", "--mode")
 @jobs_option
-@click.option("--owner", metavar="ROLE", help="Role that owns everything restored.")
+@setting_option("restore_owner", "--owner", metavar="ROLE")
 @click.option("--keep-dump/--remove-dump", default=True, help="Keep the dump file in dumps/ (default) or remove it.")
 @pass_ctx
-def dump_and_restore_cmd(c: Ctx, source: str | None, mode: str, jobs: int | None, owner: str | None, keep_dump: bool) -> None:
+def dump_and_restore_cmd(c: Ctx, keep_dump: bool) -> None:
     """Copy an environment's data into the local database safely (refused when the target is protected)."""
     from dbtasks.data.restore import dump_and_restore
 
+    s = c.settings
     with _Bars() as bars:
-        r = dump_and_restore(c.settings, source or "", mode, jobs, owner, keep_dump, progress=bars)
+        r = dump_and_restore(s, s.source or "", s.mode, s.jobs, s.restore_owner, keep_dump, progress=bars)
     if r.dump is not None:
-        echo(f"dumped {source} to {_rel(r.dump.path)} ({_size(r.dump.size)})" + ("" if keep_dump else ", removed after the restore"))
+        echo(f"dumped {s.source} to {shown_path(r.dump.path)} ({_human_size(r.dump.size)})" + ("" if keep_dump else ", removed after the restore"))
     _print_restore(r)
 
 
 @cli.command("backup-db")
-@click.option("--dir", "directory", metavar="DIR", help="Backup directory. Default: DBTASKS_BACKUP_DIR (backups/).")
-@click.option("--keep", type=click.IntRange(1, None), envvar="KEEP", help="How many backups to keep (make: KEEP=N). Default: DBTASKS_BACKUP_KEEP.")
+@setting_option("backup_dir", "--dir", metavar="DIR")
+@setting_option("keep", "--keep", type=click.IntRange(1, None))
 @pass_ctx
-def backup_db_cmd(c: Ctx, directory: str | None, keep: int | None) -> None:
+def backup_db_cmd(c: Ctx) -> None:
     """Write a timestamped compressed backup, verify it, and keep only the newest N."""
     from dbtasks.data.backup import backup_db
 
+    s = c.settings
     with _Bars() as bars:
-        r = backup_db(c.settings, directory, keep, progress=bars)
-    echo(f"backup {_rel(r.dump.path)} ({_size(r.dump.size)}, verified: {r.entries} entries)")
+        r = backup_db(s, None, s.keep, progress=bars)
+    echo(f"backup {shown_path(r.dump.path)} ({_human_size(r.dump.size)}, verified: {r.entries} entries)")
     for path in r.deleted:
-        echo(f"deleted old backup {_rel(path)}")
+        echo(f"deleted old backup {shown_path(path)}")
     echo(f"{len(r.kept)} backup(s) kept")
 
 
+def _store_script(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.ensure_object(Ctx).overrides["script"] = value
+
+
 @cli.command("run-script")
-@click.argument("script", required=False, envvar="SCRIPT")
-@click.option("--dry-run", is_flag=True, envvar="DRY_RUN", help="Ask the script to only count (make: DRY_RUN=1); its writes are rolled back.")
+@click.argument("script", required=False, expose_value=False, callback=_store_script)
+@setting_option("dry_run", "--dry-run")
 @confirm_option
 @pass_ctx
-def run_script_cmd(c: Ctx, script: str | None, dry_run: bool, confirm: str | None) -> None:
+def run_script_cmd(c: Ctx) -> None:
     """Run a backfill script's main(session) or main(connection) against the database (make: SCRIPT=path)."""
     from dbtasks.data.scripts import run_script
 
+    s = c.settings
     with _Bars() as bars:
-        r = run_script(c.settings, script, confirm, _ask(), progress=bars, dry_run=dry_run)
+        r = run_script(s, s.script, s.confirm, _ask(), progress=bars, dry_run=s.dry_run)
     if r.result is not None:
         echo(str(r.result))
-    echo(f"{'dry run of ' if dry_run else 'ran '}{_rel(r.path)} on {c.settings.database_name} in {r.seconds:.1f}s")
+    echo(f"{'dry run of ' if s.dry_run else 'ran '}{shown_path(r.path)} on {s.database_name} in {r.seconds:.1f}s")
 
 
 @cli.command("cleanup")
-@click.option("--older-than", metavar="AGE", envvar="OLDER_THAN", help='Retention age for every policy, a PostgreSQL interval (make: OLDER_THAN="1 year").')
-@click.option("--apply", is_flag=True, envvar="APPLY", help="Delete the rows (make: APPLY=1). Without it, a dry run that counts.")
-@click.option("--batch-size", type=click.IntRange(1, None), help="Rows per delete transaction (default 5000).")
+@setting_option("older_than", "--older-than", metavar="AGE")
+@setting_option("apply", "--apply")
+@setting_option("cleanup_batch_size", "--batch-size", type=click.IntRange(1, None))
 @confirm_option
 @pass_ctx
-def cleanup_cmd(c: Ctx, older_than: str | None, apply: bool, batch_size: int | None, confirm: str | None) -> None:
+def cleanup_cmd(c: Ctx) -> None:
     """Delete rows past the retention policies, children before parents, in batches (dry run unless APPLY=1)."""
     from dbtasks.data.cleanup import cleanup
 
+    s = c.settings
     with _Bars() as bars:
-        r = cleanup(c.settings, older_than, apply, batch_size=batch_size, confirm=confirm, ask=_ask(), progress=bars)
+        r = cleanup(s, s.older_than, s.apply, confirm=s.confirm, ask=_ask(), progress=bars)
     for table, cutoff in r.cutoffs.items():
         echo(f"cutoff {table}: {cutoff:%Y-%m-%d %H:%M:%S %Z}")
     for step in r.steps:
@@ -528,41 +579,31 @@ def cleanup_cmd(c: Ctx, older_than: str | None, apply: bool, batch_size: int | N
         echo(f"dry run: {r.total} row(s) would be deleted; run with APPLY=1 (--apply) to delete them")
 
 
-# -- schema docs: diagram.mmd, schema.sql, diagram.svg (issue 4) ---------------
+# -- schema docs: diagram.mmd, schema.sql, diagram.svg -------------------------
+
+DOCS_OPTIONS = (
+    setting_option("from_database", "--from-database"),
+    setting_option("docs_dir", "--output-dir", metavar="DIR"),
+    setting_option("diagram_schemas", "--schema", metavar="NAME"),
+    setting_option("diagram_include", "--include", metavar="PATTERN"),
+    setting_option("diagram_exclude", "--exclude", metavar="PATTERN"),
+    setting_option("diagram_alembic_version", "--alembic-version/--no-alembic-version"),
+    setting_option("diagram_owners", "--owners/--no-owners"),
+    setting_option("diagram_privileges", "--privileges/--no-privileges"),
+)
 
 
-def _docs_options(func):
-    """The table-selection and output options shared by regenerate-db-diagram and check-db-docs."""
-    options = [
-        click.option("--from-database", is_flag=True, envvar="FROM_DATABASE",
-                     help="Draw the configured database as it is (e.g. --env prod) instead of a scratch database migrated to head (make/just: FROM_DATABASE=1)."),
-        click.option("--output-dir", metavar="DIR", envvar="DBTASKS_DOCS_DIR", help="Where the files live. Default: docs/database ([tool.dbtasks.diagram] output_dir)."),
-        click.option("--schema", "schemas", metavar="NAME", multiple=True, help="Draw only this schema (repeatable). Default: every user schema."),
-        click.option("--include", metavar="PATTERN", multiple=True, help="Draw only tables matching this glob, e.g. 'billing.*' (repeatable)."),
-        click.option("--exclude", metavar="PATTERN", multiple=True, help="Leave out tables matching this glob, e.g. '*_archive' (repeatable)."),
-        click.option("--alembic-version/--no-alembic-version", "alembic_version", default=None, help="Draw and dump the alembic_version table (left out by default)."),
-        click.option("--owners/--no-owners", default=None, help="Keep OWNER TO statements in schema.sql (left out by default)."),
-        click.option("--privileges/--no-privileges", default=None, help="Keep GRANT/REVOKE statements in schema.sql (left out by default)."),
-    ]
+def _with(options, func):
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def _docs_settings(c: Ctx, output_dir, schemas, include, exclude, alembic_version, owners, privileges, svg=None):
-    from dbtasks import diagram
-
-    return diagram.docs_options(
-        c.settings, output_dir=output_dir, schemas=schemas, include=include, exclude=exclude,
-        alembic_version=alembic_version, owners=owners, privileges=privileges, svg=svg,
-    )
-
-
 @cli.command("regenerate-db-diagram")
-@_docs_options
-@click.option("--svg/--no-svg", default=None, help="Render diagram.svg with Graphviz dot. Default: when dot is installed.")
+@lambda f: _with(DOCS_OPTIONS, f)
+@setting_option("diagram_svg", "--svg/--no-svg")
 @pass_ctx
-def regenerate_db_diagram_cmd(c: Ctx, from_database: bool, svg: bool | None, **selection: Any) -> None:
+def regenerate_db_diagram_cmd(c: Ctx) -> None:
     """Write docs/database/diagram.mmd (Mermaid ER diagram), schema.sql and diagram.svg from the migrations at head.
 
     The schema comes from a scratch database migrated to head on the
@@ -573,52 +614,17 @@ def regenerate_db_diagram_cmd(c: Ctx, from_database: bool, svg: bool | None, **s
     """
     from dbtasks import diagram
 
-    options = _docs_settings(c, svg=svg, **selection)
-    result = diagram.regenerate_db_diagram(c.settings, options, from_database)
-    source = c.settings.database_name if from_database else "the migrations at head"
+    s = c.settings
+    result = diagram.regenerate_db_diagram(s, from_database=s.from_database)
+    source = s.database_name if s.from_database else "the migrations at head"
     echo(f"drew {result.tables} tables and {result.relationships} relationships from {source}")
     for f in result.files:
-        echo(f"{f.status:<9} {os.path.relpath(f.path)}")
+        echo(f"{f.status:<9} {shown_path(f.path)}")
     for note in result.notes:
         echo(f"note: {note}", err=True)
 
 
-@cli.command("check-db-docs")
-@_docs_options
-@pass_ctx
-def check_db_docs_cmd(c: Ctx, from_database: bool, **selection: Any) -> None:
-    """Fail (exit 1, with a diff) when docs/database/diagram.mmd, schema.sql or diagram.svg are stale.
-
-    Regenerates them in memory exactly as regenerate-db-diagram would (same
-    options) and compares with the checked-in files.
-    """
-    from dbtasks import diagram
-
-    result = diagram.check_db_docs(c.settings, _docs_settings(c, **selection), from_database)
-    for note in result.notes:
-        echo(f"note: {note}", err=True)
-    if result.ok:
-        echo("docs are up to date: diagram.mmd and schema.sql match the schema" + (" of the database" if from_database else " at head"))
-        return
-    for finding in result.errors:
-        echo(finding.message)
-        if finding.remedy:
-            echo(f"  fix: {finding.remedy}")
-    sys.exit(EXIT_FINDINGS)
-
-
-# -- migration guardrails: drift, heads, lint, roundtrip, rehearse, check (issue 3) --
-
-# --since has no envvar of its own: DBTASKS_LINT_SINCE (make: SINCE=REF) is read as a check option.
-since_option = click.option(
-    "--since", metavar="REF", callback=lambda ctx, param, value: value or None,
-    help="Git base: only revisions added or changed since REF (default lint_since, origin/main; make: SINCE=REF).",
-)
-all_option = click.option("--all", "all_revisions", is_flag=True, envvar="DBTASKS_ALL", help="All revisions, whatever the git base (make: ALL=1).")
-format_option = click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", envvar="DBTASKS_FORMAT", show_default=True,
-    help="json: a list of findings with rule, severity, revision, file, line, message (make: FORMAT=json).",
-)
+# -- migration guardrails: one verb per registered check, and `check` ----------------
 
 
 def _finding_lines(finding) -> list[str]:
@@ -637,28 +643,31 @@ def _finding_lines(finding) -> list[str]:
 
 
 def _report(results: list, fmt: str = "text", summary: bool = False) -> None:
-    """Print check results; exit 1 when any check has an error finding."""
-    import json
-
+    """Print check results; exit 1 when any check failed or could not run."""
     if fmt == "json":
         echo(json.dumps([f.as_dict() for r in results for f in r.findings], indent=2))
+        for r in results:
+            if r.blocked:
+                echo(f"error: {r.check} could not run: {r.skipped}", err=True)
     else:
+        for result in results:
+            for note in result.notes:
+                echo(f"note: {result.check}: {note}", err=True)
         for result in results:
             for finding in result.findings:
                 for line in _finding_lines(finding):
                     echo(line)
-            for note in result.notes:
-                echo(f"note: {result.check}: {note}", err=True)
         if summary:
             echo("")
             echo(f"{'check':<10} {'result':<8} {'errors':>6} {'warnings':>8} {'seconds':>8}")
             for r in results:
-                verdict = "skipped" if r.skipped else ("ok" if r.ok else "FAILED")
                 warnings = len(r.findings) - len(r.errors)
-                echo(f"{r.check:<10} {verdict:<8} {len(r.errors):>6} {warnings:>8} {r.seconds:>8.2f}" + (f"  ({r.skipped})" if r.skipped else ""))
+                echo(f"{r.check:<10} {r.verdict:<8} {len(r.errors):>6} {warnings:>8} {r.seconds:>8.2f}" + (f"  ({r.skipped})" if r.skipped else ""))
         else:
             for r in results:
-                if r.skipped:
+                if r.blocked:
+                    echo(f"{r.check}: not run ({r.skipped})")
+                elif r.skipped:
                     echo(f"{r.check}: skipped ({r.skipped})")
                 elif r.ok:
                     echo(f"{r.check}: ok" + (f" ({len(r.findings)} warning(s))" if r.findings else ""))
@@ -666,106 +675,31 @@ def _report(results: list, fmt: str = "text", summary: bool = False) -> None:
         sys.exit(EXIT_FINDINGS)
 
 
-@cli.command("check-migrations")
-@format_option
-@pass_ctx
-def check_migrations(c: Ctx, fmt: str) -> None:
-    """Fail when the models differ from the migrations (drift): upgrade a scratch database to head and autogenerate-compare.
-
-    Prints each operation a new revision would contain and the remedy
-    (`make db-migrate-create MIGRATE_MSG=...`). The developer's database is
-    not touched.
-    """
-    from dbtasks.checks.drift import check_drift
-
-    _report([check_drift(c.settings)], fmt)
+FORMAT_OPTION = setting_option("output_format", "--format")
+CHECK_OPTIONS = {
+    "since": setting_option("since", "--since", metavar="REF"),
+    "all_revisions": setting_option("all_revisions", "--all"),
+}
 
 
-@cli.command("check-heads")
-@pass_ctx
-def check_heads_cmd(c: Ctx) -> None:
-    """Fail when the history has more than one head; list each with its file and message, and both fixes."""
-    from dbtasks.checks.heads import check_heads
+def _check_command(check) -> click.Command:
+    from dbtasks.checks.runner import run_check
 
-    _report([check_heads(c.settings)])
+    @pass_ctx
+    def command(c: Ctx) -> None:
+        _report([run_check(c.settings, check.name)], c.settings.output_format)
 
-
-@cli.command("linearize")
-@click.option("--no-database", is_flag=True, help="Do not check the database for applied revisions of the moved branch.")
-@pass_ctx
-def linearize_cmd(c: Ctx, no_database: bool) -> None:
-    """Turn several heads into one straight history: rebase the newer branch onto the other head.
-
-    Rewrites the first revision of the newer branch (its down_revision and
-    the Revises: line of its docstring) and formats it. Refuses when a
-    revision it would move is applied in the database (downgrade first), or
-    when a branch holds merge revisions (use merge-heads).
-    """
-    from dbtasks.heads import linearize
-
-    result = linearize(c.settings, check_database=not no_database)
-    for note in result.notes:
-        echo(f"note: {note}", err=True)
-    for move in result.moves:
-        echo(f"moved {', '.join(move.moved)} onto {move.new_parent} (was on {move.old_parent}): {os.path.relpath(move.path)}")
-    echo(f"one head now: {result.head}")
-
-
-@cli.command("lint")
-@since_option
-@all_option
-@format_option
-@pass_ctx
-def lint_cmd(c: Ctx, since: str | None, all_revisions: bool, fmt: str) -> None:
-    """Lint revision files without a database: self-contained imports, structure, and SQL safety with squawk.
-
-    By default only revisions added or changed since the git base (--since,
-    default origin/main, falling back to main) are linted; --all lints every
-    revision. Suppress a rule in a revision file with
-    `# dbtasks: allow <rule>: <why>`.
-    """
-    from dbtasks.checks.lint import lint
-
-    _report([lint(c.settings, since, all_revisions)], fmt)
-
-
-@cli.command("check-roundtrip")
-@format_option
-@pass_ctx
-def check_roundtrip_cmd(c: Ctx, fmt: str) -> None:
-    """Prove every downgrade undoes its upgrade: upgrade, snapshot, downgrade, compare, upgrade again, per revision.
-
-    Runs on a scratch database from base to head; a finding names the
-    revision and what its downgrade left behind or lost.
-    """
-    from dbtasks.checks.roundtrip import check_roundtrip
-
-    _report([check_roundtrip(c.settings)], fmt)
-
-
-@cli.command("rehearse")
-@since_option
-@all_option
-@format_option
-@pass_ctx
-def rehearse_cmd(c: Ctx, since: str | None, all_revisions: bool, fmt: str) -> None:
-    """Apply the new revisions to a scratch database filled with generated rows, to catch "works on empty, fails with data".
-
-    The database is upgraded to the parent of the revisions added since the
-    git base (as for lint), every table gets rehearse_rows generated rows,
-    then the new revisions run one at a time.
-    """
-    from dbtasks.checks.rehearse import check_rehearse
-
-    _report([check_rehearse(c.settings, since, all_revisions)], fmt)
+    command.__doc__ = f"{check.help}.\n\n{check.description}" if check.description else check.help
+    options = [FORMAT_OPTION, *(DOCS_OPTIONS if check.name == "docs" else ()), *(CHECK_OPTIONS[o] for o in check.options)]
+    return click.command(check.verb)(_with(options, command))
 
 
 @cli.command("check")
-@since_option
-@all_option
-@format_option
+@CHECK_OPTIONS["since"]
+@CHECK_OPTIONS["all_revisions"]
+@FORMAT_OPTION
 @pass_ctx
-def check_cmd(c: Ctx, since: str | None, all_revisions: bool, fmt: str) -> None:
+def check_cmd(c: Ctx) -> None:
     """Run every migration guardrail (heads, lint, roundtrip, drift, rehearse, docs) and print one summary table.
 
     Works on any Alembic project: dbtasks -c path/to/alembic.ini
@@ -774,9 +708,20 @@ def check_cmd(c: Ctx, since: str | None, all_revisions: bool, fmt: str) -> None:
     """
     from dbtasks.checks.runner import run_checks
 
+    fmt = c.settings.output_format
     # Progress only for a person at a terminal: in CI and in pipes an error stays one line.
-    progress = (lambda name: echo(f"running {name} ...", err=True)) if fmt == "text" and sys.stderr.isatty() else None
-    _report(run_checks(c.settings, since, all_revisions, progress), fmt, summary=True)
+    announce = (lambda name: echo(f"running {name} ...", err=True)) if fmt == "text" and sys.stderr.isatty() else None
+    _report(run_checks(c.settings, announce=announce), fmt, summary=True)
+
+
+def _add_check_commands() -> None:
+    from dbtasks.checks.runner import registry
+
+    for check in registry():
+        cli.add_command(_check_command(check))
+
+
+_add_check_commands()
 
 
 # -- entry point --------------------------------------------------------------

@@ -1,21 +1,37 @@
-"""Settings: one object, one place for every precedence rule.
+"""Settings: every option declared once, resolved by one precedence rule.
 
-Each setting is resolved, first match wins, from:
+Each field of :class:`Settings` is declared with :func:`setting`, which holds
+its default, its environment variable, its ``[tool.dbtasks]`` key, the make
+and just variable that carries it, and its meaning. Everything else is derived
+from that one declaration: :data:`SETTINGS`, the resolution in
+:func:`load_settings`, ``dbtasks settings`` and the README's configuration
+table (a test compares them).
+
+A project setting is resolved, first match wins, from:
 
 1. a command-line flag (passed to :func:`load_settings` as ``overrides``);
 2. its environment variable (``DATABASE_URL``, ``DBTASKS_PG_PORT``, ...);
 3. the same variable in the project's ``.env`` file;
-4. the key of the same name in ``[tool.dbtasks]`` of ``pyproject.toml``;
-5. the default written in :data:`SETTINGS`.
+4. its key in ``[tool.dbtasks]`` of ``pyproject.toml`` (``pg_port = 6545``, or
+   a sub-table such as ``[tool.dbtasks.diagram] output_dir``);
+5. its default.
+
+A *command argument* (the revision message, ``STEPS``, ``FILE``, ``APPLY``,
+``--confirm`` ...) belongs to one run: it is read from its flag or its
+environment variable only, never from ``.env`` or pyproject.toml, so no file
+can switch on ``APPLY`` or a confirmation for every run.
 
 ``--env NAME`` (``ENV=NAME`` for make and just) replaces the database URL with
-``NAME_DATABASE_URL`` read from the environment or ``.env``. ``--prod`` means
-``--env prod``.
+``NAME_DATABASE_URL`` read from the environment or ``.env``; ``--prod`` means
+``--env prod``. An explicit ``--database-url`` together with ``--env`` is
+refused: two different answers to "which database" must never be settled
+silently.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import sys
@@ -26,7 +42,7 @@ from dotenv import dotenv_values
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from dbtasks.errors import ConfigError, register_secret
+from dbtasks.errors import ConfigError, read_text, register_secret
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,134 +50,234 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-def _csv(value: Any) -> tuple[str, ...]:
-    if isinstance(value, (list, tuple)):
-        return tuple(str(v).strip() for v in value if str(v).strip())
-    return tuple(v.strip() for v in str(value).split(",") if v.strip())
+# -- parsers: raw text or TOML value -> typed value; ValueError when malformed ------------
+
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off"}
 
 
-def _int(value: Any) -> int:
-    return int(value)
-
-
-def _bool(value: Any) -> bool:
+def parse_bool(value: Any) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case); anything else is an error."""
     if isinstance(value, bool):
         return value
-    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+    text = str(value).strip().lower()
+    if text in TRUE:
+        return True
+    if text in FALSE:
+        return False
+    raise ValueError(f"{value!r} is not a yes/no value")
 
 
-def _str(value: Any) -> str:
-    return str(value)
+def parse_list(value: Any) -> tuple[str, ...]:
+    """A list from TOML, a comma-separated string, or a JSON-style ``["a", "b"]``."""
+    if isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+    else:
+        text = str(value).strip()
+        if text.startswith("["):
+            try:
+                loaded = json.loads(text)
+            except json.JSONDecodeError:
+                loaded = None
+            items = [str(v) for v in loaded] if isinstance(loaded, list) else text.strip("[]").split(",")
+        else:
+            items = text.split(",")
+    return tuple(i.strip().strip("'\"").strip() for i in items if i.strip().strip("'\"").strip())
+
+
+def parse_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    return int(str(value).strip())
+
+
+def parse_positive_int(value: Any) -> int:
+    number = parse_int(value)
+    if number < 1:
+        raise ValueError(f"{value!r} is not a positive number")
+    return number
+
+
+def parse_str(value: Any) -> str:
+    return str(value).strip()
+
+
+def parse_table(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError("expected a TOML table")
+    return dict(value)
+
+
+def one_of(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip()
+        if text not in choices:
+            raise ValueError(f"use {', '.join(choices)}")
+        return text
+
+    parse.choices = choices  # type: ignore[attr-defined]
+    return parse
+
+
+# -- the declaration ----------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    """How one setting is named, read and defaulted (the README table comes from here)."""
+    """How one setting is named, read and documented. Built from the field of :class:`Settings`."""
 
     name: str
-    variable: str
     default: Any
-    parse: Callable[[Any], Any]
+    variable: str
     help: str
+    parse: Callable[[Any], Any]
+    key: tuple[str, ...]  # where it lives under [tool.dbtasks]; () for command arguments
+    make: str | None  # the make/just variable that carries it, when it is not `variable` itself
+    group: str
+    secret: bool
+    aliases: tuple[str, ...]  # older variable names and keys, still read
+
+    @property
+    def is_argument(self) -> bool:
+        """A command argument: read from its flag and the environment only."""
+        return not self.key
+
+    @property
+    def key_text(self) -> str:
+        if not self.key:
+            return ""
+        if len(self.key) == 1:
+            return self.key[0]
+        return f"[{'.'.join(self.key[:-1])}] {self.key[-1]}"
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("database_url", "DATABASE_URL", None, _str,
-            "Database to work on. Unset: the local or docker server's database."),
-    Setting("env", "DBTASKS_ENV", None, _str,
-            "Environment name; reads NAME_DATABASE_URL (make/just: ENV=NAME)."),
-    Setting("protected_envs", "DBTASKS_PROTECTED_ENVS", ("prod", "production", "staging"), _csv,
-            "Environments where destructive verbs need --confirm=<dbname>."),
-    Setting("alembic_ini", "DBTASKS_ALEMBIC_INI", "alembic.ini", _str,
-            "The Alembic configuration file (-c/--config)."),
-    Setting("db_server", "DB_SERVER", None, _str,
-            "local, docker or external. Unset: external when DATABASE_URL is set, else local."),
-    Setting("pg_host", "DBTASKS_PG_HOST", "127.0.0.1", _str,
-            "Address the local or docker server listens on."),
-    Setting("pg_port", "DBTASKS_PG_PORT", 6545, _int,
-            "Port of the local or docker server."),
-    Setting("pg_data", "DBTASKS_PG_DATA", "data/postgres/pgdata", _str,
-            "Data directory of the local server."),
-    Setting("pg_bin", "PG_BIN", None, _str,
-            "Directory of PostgreSQL binaries. Unset: pg_config --bindir, else the pgserver wheel."),
-    Setting("pg_user", "DBTASKS_PG_USER", "postgres", _str,
-            "Database superuser of the local or docker server."),
-    Setting("pg_password", "DBTASKS_PG_PASSWORD", "postgres", _str,
-            "Password of that user (never printed)."),
-    Setting("db_name", "DBTASKS_DB_NAME", "app", _str,
-            "Database name on the local or docker server."),
-    Setting("server_user", "DBTASKS_SERVER_USER", "postgres", _str,
-            "OS user that runs the local server when dbtasks runs as root."),
-    Setting("start_timeout", "DBTASKS_START_TIMEOUT", 30, _int,
-            "Seconds to wait for the server to accept connections."),
-    Setting("lock_timeout", "DBTASKS_LOCK_TIMEOUT", "5s", _str,
-            "PostgreSQL lock_timeout while migrating."),
-    Setting("seed", "DBTASKS_SEED", "app.seed:seed", _str,
-            "module:function that loads demo data (db-seed)."),
-    Setting("compose_file", "DBTASKS_COMPOSE_FILE", "docker-compose.yml", _str,
-            "Compose file of the docker backend."),
-    Setting("compose_service", "DBTASKS_COMPOSE_SERVICE", "postgres", _str,
-            "Service name of the database in the compose file."),
-    # -- data workflows (issue 5) --
-    Setting("dump_dir", "DBTASKS_DUMP_DIR", "dumps", _str,
-            "Directory of dump-db and dump-and-restore files."),
-    Setting("dump_format", "DBTASKS_DUMP_FORMAT", "custom", _str,
-            "custom (one file) or directory (parallel dump with dump_jobs)."),
-    Setting("dump_jobs", "DBTASKS_DUMP_JOBS", 2, _int,
-            "Parallel pg_dump jobs for the directory format."),
-    Setting("dump_compress", "DBTASKS_DUMP_COMPRESS", 6, _int,
-            "Compression level of dumps and backups (0-9)."),
-    Setting("dump_exclude_data", "DBTASKS_DUMP_EXCLUDE_DATA", (), _csv,
-            "Table patterns whose rows are left out of dumps, e.g. public.logs,public.emails."),
-    Setting("restore_jobs", "DBTASKS_RESTORE_JOBS", 2, _int,
-            "Parallel pg_restore jobs."),
-    Setting("restore_owner", "DBTASKS_RESTORE_OWNER", None, _str,
-            "Role that owns everything a restore creates. Unset: the connecting user."),
-    Setting("backup_dir", "DBTASKS_BACKUP_DIR", "backups", _str,
-            "Directory of backup-db files."),
-    Setting("backup_keep", "DBTASKS_BACKUP_KEEP", 7, _int,
-            "How many verified backups backup-db keeps."),
+def setting(
+    default: Any,
+    variable: str,
+    help: str,
+    parse: Callable[[Any], Any] = parse_str,
+    *,
+    key: str | tuple[str, ...] | None = None,
+    argument: bool = False,
+    make: str | None = None,
+    group: str = "general",
+    secret: bool = False,
+    aliases: tuple[str, ...] = (),
+) -> Any:
+    """Declare one field of :class:`Settings` (its only declaration)."""
+    return dataclasses.field(
+        default=default,
+        metadata={
+            "setting": dict(
+                variable=variable, help=help, parse=parse, key=key, argument=argument,
+                make=make, group=group, secret=secret, aliases=aliases,
+            )
+        },
+    )
+
+
+PROTECTED_ENVS = ("prod", "production", "staging")
+
+# Style rules of squawk that say nothing about locking or data safety; the
+# lock_timeout rule is excluded because dbtasks sets lock_timeout per session.
+DEFAULT_SQUAWK_EXCLUDE = (
+    "require-lock-timeout",
+    "require-statement-timeout",
+    "prefer-robust-stmts",
+    "prefer-bigint-over-int",
+    "prefer-bigint-over-smallint",
+    "prefer-identity",
+    "prefer-text-field",
+    "prefer-timestamptz",
 )
-
-SETTING_BY_NAME = {s.name: s for s in SETTINGS}
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Resolved settings. Build it with :func:`load_settings`."""
+    """Resolved settings. Build it with :func:`load_settings`; each field is one setting."""
 
     project_dir: Path
-    database_url: str | None = None
-    env: str | None = None
-    protected_envs: tuple[str, ...] = ("prod", "production", "staging")
-    alembic_ini: str = "alembic.ini"
-    db_server: str | None = None
-    pg_host: str = "127.0.0.1"
-    pg_port: int = 6545
-    pg_data: str = "data/postgres/pgdata"
-    pg_bin: str | None = None
-    pg_user: str = "postgres"
-    pg_password: str = "postgres"
-    db_name: str = "app"
-    server_user: str = "postgres"
-    start_timeout: int = 30
-    lock_timeout: str = "5s"
-    seed: str = "app.seed:seed"
-    compose_file: str = "docker-compose.yml"
-    compose_service: str = "postgres"
-    dump_dir: str = "dumps"
-    dump_format: str = "custom"
-    dump_jobs: int = 2
-    dump_compress: int = 6
-    dump_exclude_data: tuple[str, ...] = ()
-    restore_jobs: int = 2
-    restore_owner: str | None = None
-    backup_dir: str = "backups"
-    backup_keep: int = 7
-    # Where each value came from: "flag", "environment", ".env", "pyproject", "default".
+
+    # -- which database ------------------------------------------------------------
+    database_url: str | None = setting(None, "DATABASE_URL", "Database to work on. Unset: the local or docker server's database.", group="database")
+    env: str | None = setting(None, "DBTASKS_ENV", "Environment name; reads NAME_DATABASE_URL.", make="ENV", group="database")
+    protected_envs: tuple[str, ...] = setting(PROTECTED_ENVS, "DBTASKS_PROTECTED_ENVS", "Environments where destructive verbs need the database name typed or --confirm=<dbname>.", parse_list, group="database")
+    confirm: str | None = setting(None, "DBTASKS_CONFIRM", "Confirms a destructive verb on a protected environment by naming its database.", argument=True, make="CONFIRM", group="database")
+    alembic_ini: str = setting("alembic.ini", "DBTASKS_ALEMBIC_INI", "The Alembic configuration file (-c/--config).", group="database")
+    seed: str = setting("app.seed:seed", "DBTASKS_SEED", "module:function that loads demo data (db-seed).", group="database")
+
+    # -- the server --------------------------------------------------------------------
+    db_server: str | None = setting(None, "DB_SERVER", "local, docker or external. Unset: external when DATABASE_URL is set, else local.", one_of("local", "docker", "external"), group="server")
+    pg_host: str = setting("127.0.0.1", "DBTASKS_PG_HOST", "Address the local or docker server listens on.", group="server")
+    pg_port: int = setting(6545, "DBTASKS_PG_PORT", "Port of the local or docker server.", parse_int, group="server")
+    pg_data: str = setting("data/postgres/pgdata", "DBTASKS_PG_DATA", "Data directory of the local server.", group="server")
+    pg_bin: str | None = setting(None, "PG_BIN", "Directory of PostgreSQL binaries. Unset: pg_config --bindir, else the pgserver wheel.", group="server")
+    pg_user: str = setting("postgres", "DBTASKS_PG_USER", "Database superuser of the local or docker server.", group="server")
+    pg_password: str = setting("postgres", "DBTASKS_PG_PASSWORD", "Password of that user (never printed).", group="server", secret=True)
+    db_name: str = setting("app", "DBTASKS_DB_NAME", "Database name on the local or docker server.", group="server")
+    server_user: str = setting("postgres", "DBTASKS_SERVER_USER", "OS user that runs the local server when dbtasks runs as root.", group="server")
+    start_timeout: int = setting(30, "DBTASKS_START_TIMEOUT", "Seconds to wait for the server to accept connections.", parse_positive_int, group="server")
+    compose_file: str = setting("docker-compose.yml", "DBTASKS_COMPOSE_FILE", "Compose file of the docker backend.", group="server")
+    compose_service: str = setting("postgres", "DBTASKS_COMPOSE_SERVICE", "Service name of the database in the compose file.", group="server")
+
+    # -- migrations ----------------------------------------------------------------------
+    lock_timeout: str = setting("5s", "DBTASKS_LOCK_TIMEOUT", "PostgreSQL lock_timeout while migrating.", group="migrations")
+    message: str | None = setting(None, "MIGRATE_MSG", "What a new revision does (db-migrate-create, db-migrate-empty).", argument=True, group="migrations")
+    steps: int | None = setting(None, "STEPS", "How many revisions db-migrate-down undoes (default 1).", parse_positive_int, argument=True, group="migrations")
+
+    # -- guardrails ------------------------------------------------------------------------
+    since: str = setting("origin/main", "DBTASKS_SINCE", "Git base: lint and rehearse only revisions added or changed since it (falls back to main, then to all).", make="SINCE", group="checks", aliases=("DBTASKS_LINT_SINCE", "lint_since"))
+    all_revisions: bool = setting(False, "DBTASKS_ALL", "Lint and rehearse every revision, whatever the git base.", parse_bool, argument=True, make="ALL", group="checks")
+    output_format: str = setting("text", "DBTASKS_FORMAT", "Output of the checks: text, or json (a list of findings).", one_of("text", "json"), argument=True, make="FORMAT", group="checks")
+    lint_allowed_imports: tuple[str, ...] = setting(("alembic_postgresql_enum",), "DBTASKS_LINT_ALLOWED_IMPORTS", "Packages a revision may import besides the standard library, alembic and sqlalchemy.", parse_list, group="checks")
+    lint_squawk_exclude: tuple[str, ...] = setting(DEFAULT_SQUAWK_EXCLUDE, "DBTASKS_LINT_SQUAWK_EXCLUDE", "squawk rules that are not reported (style rules by default).", parse_list, group="checks")
+    lint_pg_version: str | None = setting("16", "DBTASKS_LINT_PG_VERSION", "PostgreSQL version squawk judges the SQL for (e.g. 13, 16.2).", group="checks")
+    roundtrip_irreversible: tuple[str, ...] = setting((), "DBTASKS_ROUNDTRIP_IRREVERSIBLE", "Revision ids (comma-separated) whose downgrade is not tested (skipped with a warning).", parse_list, group="checks")
+    roundtrip_min_revision: str | None = setting(None, "DBTASKS_ROUNDTRIP_MIN_REVISION", "Oldest revision whose downgrade is tested; older ones are only upgraded.", group="checks")
+    rehearse_rows: int = setting(20, "DBTASKS_REHEARSE_ROWS", "Generated rows per table before the new revisions are applied.", parse_positive_int, group="checks")
+
+    # -- schema docs -------------------------------------------------------------------------
+    docs_dir: str = setting("docs/database", "DBTASKS_DOCS_DIR", "Where diagram.mmd, schema.sql and diagram.svg live.", key=("diagram", "output_dir"), group="docs")
+    diagram_schemas: tuple[str, ...] = setting((), "DBTASKS_DIAGRAM_SCHEMAS", "Schemas to draw. Unset: every user schema.", parse_list, key=("diagram", "schemas"), group="docs")
+    diagram_include: tuple[str, ...] = setting((), "DBTASKS_DIAGRAM_INCLUDE", "Draw only tables matching these globs, e.g. billing.*.", parse_list, key=("diagram", "include"), group="docs")
+    diagram_exclude: tuple[str, ...] = setting((), "DBTASKS_DIAGRAM_EXCLUDE", "Leave out tables matching these globs, e.g. *_archive.", parse_list, key=("diagram", "exclude"), group="docs")
+    diagram_alembic_version: bool = setting(False, "DBTASKS_DIAGRAM_ALEMBIC_VERSION", "Draw and dump the alembic_version table.", parse_bool, key=("diagram", "alembic_version"), group="docs")
+    diagram_owners: bool = setting(False, "DBTASKS_DIAGRAM_OWNERS", "Keep OWNER TO statements in schema.sql.", parse_bool, key=("diagram", "owners"), group="docs")
+    diagram_privileges: bool = setting(False, "DBTASKS_DIAGRAM_PRIVILEGES", "Keep GRANT/REVOKE statements in schema.sql.", parse_bool, key=("diagram", "privileges"), group="docs")
+    diagram_svg: bool | None = setting(None, "DBTASKS_DIAGRAM_SVG", "Render diagram.svg with Graphviz dot. Unset: when dot is installed.", parse_bool, key=("diagram", "svg"), group="docs")
+    from_database: bool = setting(False, "FROM_DATABASE", "Draw the configured database as it is instead of a scratch database migrated to head.", parse_bool, argument=True, group="docs")
+
+    # -- data ------------------------------------------------------------------------------------
+    dump_dir: str = setting("dumps", "DBTASKS_DUMP_DIR", "Directory of dump-db and dump-and-restore files.", group="data")
+    dump_format: str = setting("custom", "DBTASKS_DUMP_FORMAT", "custom (one file) or directory (parallel dump with dump_jobs).", one_of("custom", "directory"), group="data")
+    dump_jobs: int = setting(2, "DBTASKS_DUMP_JOBS", "Parallel pg_dump jobs for the directory format.", parse_positive_int, group="data")
+    dump_compress: int = setting(6, "DBTASKS_DUMP_COMPRESS", "Compression level of dumps and backups (0-9).", parse_int, group="data")
+    dump_exclude_data: tuple[str, ...] = setting((), "DBTASKS_DUMP_EXCLUDE_DATA", "Table patterns whose rows are left out of dumps, e.g. public.logs,public.emails.", parse_list, group="data")
+    restore_jobs: int = setting(2, "DBTASKS_RESTORE_JOBS", "Parallel pg_restore jobs.", parse_positive_int, group="data")
+    restore_owner: str | None = setting(None, "DBTASKS_RESTORE_OWNER", "Role that owns everything a restore creates. Unset: the connecting user.", group="data")
+    backup_dir: str = setting("backups", "DBTASKS_BACKUP_DIR", "Directory of backup-db files.", group="data")
+    backup_keep: int = setting(7, "DBTASKS_BACKUP_KEEP", "How many verified backups backup-db keeps.", parse_positive_int, group="data")
+    cleanup_tables: dict | None = setting(None, "DBTASKS_CLEANUP_TABLES", "Retention policies: table = column, or table = {column, older_than}.", parse_table, key=("cleanup", "tables"), group="data")
+    cleanup_orphans: tuple[str, ...] = setting((), "DBTASKS_CLEANUP_ORPHANS", "Parent tables whose rows go once nothing references them.", parse_list, key=("cleanup", "orphans"), group="data")
+    cleanup_older_than: str | None = setting(None, "DBTASKS_CLEANUP_OLDER_THAN", "Retention age of the policies that name none, e.g. 1 year.", key=("cleanup", "older_than"), group="data")
+    cleanup_batch_size: int = setting(5000, "DBTASKS_CLEANUP_BATCH_SIZE", "Rows per delete transaction of db-cleanup.", parse_positive_int, key=("cleanup", "batch_size"), group="data")
+    cleanup_lock_timeout: str = setting("2s", "DBTASKS_CLEANUP_LOCK_TIMEOUT", "lock_timeout of each delete batch.", key=("cleanup", "lock_timeout"), group="data")
+    file: str | None = setting(None, "FILE", "The dump file to write (dump-db) or to restore (restore-db).", argument=True, group="data")
+    source: str | None = setting(None, "FROM", "Environment dump-and-restore copies from, e.g. prod.", argument=True, group="data")
+    mode: str = setting("schema", "MODE", "schema: our migrations at the dump's revision, then the rows; full: a plain full restore.", one_of("schema", "full"), argument=True, group="data")
+    jobs: int | None = setting(None, "JOBS", "Parallel pg_dump/pg_restore jobs of this run.", parse_positive_int, argument=True, group="data")
+    keep: int | None = setting(None, "KEEP", "How many backups this backup-db run keeps.", parse_positive_int, argument=True, group="data")
+    script: str | None = setting(None, "SCRIPT", "The backfill script run-script runs.", argument=True, group="data")
+    dry_run: bool = setting(False, "DRY_RUN", "Ask the script to only count; its writes are rolled back.", parse_bool, argument=True, group="data")
+    older_than: str | None = setting(None, "OLDER_THAN", "Retention age for every cleanup policy of this run, e.g. 1 year.", argument=True, group="data")
+    apply: bool = setting(False, "APPLY", "Delete the rows db-cleanup counts (without it: a dry run).", parse_bool, argument=True, group="data")
+
+    # Where each value came from: "flag", "environment", ".env", "pyproject", "default", or NAME_DATABASE_URL.
     sources: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
-    # Extra keys of [tool.dbtasks] for the other modules (checks, data, diagram).
-    extra: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     # -- derived values --------------------------------------------------
 
@@ -176,7 +292,7 @@ class Settings:
     def url(self) -> URL:
         """The database URL as a SQLAlchemy URL object."""
         if self.database_url:
-            return parse_url(self.database_url, self._url_origin())
+            return parse_url(self.database_url, self.url_origin)
         return URL.create(
             "postgresql+psycopg2",
             username=self.pg_user,
@@ -208,14 +324,41 @@ class Settings:
     def data_dir(self) -> Path:
         return self.path(self.pg_data)
 
-    def _url_origin(self) -> str:
+    @property
+    def url_origin(self) -> str:
+        """Where the database URL came from, as a user would name it in a fix."""
         if self.env:
             return env_variable(self.env)
-        return "DATABASE_URL" if self.sources.get("database_url") != "flag" else "--database-url"
+        return "--database-url" if self.sources.get("database_url") == "flag" else "DATABASE_URL"
 
     def with_(self, **changes: Any) -> "Settings":
-        """A copy with some values replaced (used by tests and scratch databases)."""
+        """A copy with some values replaced (scratch databases, tests)."""
         return dataclasses.replace(self, **changes)
+
+
+def _declarations() -> tuple[Setting, ...]:
+    out = []
+    for f in dataclasses.fields(Settings):
+        meta = f.metadata.get("setting")
+        if meta is None:
+            continue
+        key = meta["key"]
+        if meta["argument"]:
+            key = ()
+        elif key is None:
+            key = (f.name,)
+        elif isinstance(key, str):
+            key = (key,)
+        out.append(Setting(
+            name=f.name, default=f.default, variable=meta["variable"], help=meta["help"], parse=meta["parse"],
+            key=tuple(key), make=meta["make"], group=meta["group"], secret=meta["secret"], aliases=meta["aliases"],
+        ))
+    return tuple(out)
+
+
+SETTINGS: tuple[Setting, ...] = _declarations()
+SETTING_BY_NAME = {s.name: s for s in SETTINGS}
+_KNOWN_KEYS = {s.key for s in SETTINGS if s.key} | {(a,) for s in SETTINGS for a in s.aliases if not a.isupper()}
 
 
 def env_variable(env: str) -> str:
@@ -258,6 +401,15 @@ def parse_url(text: str, origin: str = "DATABASE_URL") -> URL:
     return url
 
 
+def shown_path(path: str | Path, base: Path | None = None) -> str:
+    """A path as messages show it: relative to ``base`` (default: the current directory) when below it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to((base or Path.cwd()).resolve()))
+    except ValueError:
+        return str(path)
+
+
 def find_project_dir(start: Path | None = None) -> Path:
     """The nearest directory at or above ``start`` holding pyproject.toml or alembic.ini."""
     start = (start or Path.cwd()).resolve()
@@ -272,11 +424,56 @@ def _read_pyproject(project_dir: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        data = tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML ({exc})", "fix the file") from exc
-    return dict(data.get("tool", {}).get("dbtasks", {}))
+    section = data.get("tool", {}).get("dbtasks", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"[tool.dbtasks] in {path} is not a table", "write it as a [tool.dbtasks] section")
+    _check_keys(section, path)
+    return section
+
+
+def _check_keys(section: dict, path: Path, prefix: tuple[str, ...] = ()) -> None:
+    """An unknown key is a typo until proven otherwise: say so, with the known keys."""
+    tables = {k[: len(prefix) + 1] for k in _KNOWN_KEYS if len(k) > len(prefix) + 1 and k[: len(prefix)] == prefix}
+    for name, value in section.items():
+        here = (*prefix, name)
+        if here in _KNOWN_KEYS:
+            continue
+        if here in tables:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[tool.dbtasks] {name} in {path} must be a table", f"write it as [tool.dbtasks.{'.'.join(here)}]")
+            _check_keys(value, path, here)
+            continue
+        known = sorted(".".join(k[len(prefix):]) for k in _KNOWN_KEYS if k[: len(prefix)] == prefix and len(k) == len(prefix) + 1) + sorted(t[-1] for t in tables)
+        where = f"[tool.dbtasks{''.join('.' + p for p in prefix)}]"
+        raise ConfigError(f"unknown key {name!r} in {where} of {path}", f"known keys: {', '.join(known)}")
+
+
+def _lookup(table: dict, key: tuple[str, ...]) -> Any:
+    value: Any = table
+    for part in key:
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _read_dotenv(project_dir: Path) -> dict[str, str]:
+    path = project_dir / ".env"
+    if not path.is_file():
+        return {}
+    read_text(path)  # a file that is not UTF-8 gets one clear line
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def _origin(setting: Setting, source: str) -> str:
+    if source == "flag":
+        return setting.flag
+    if source == "pyproject":
+        return f"[tool.dbtasks] {setting.key_text}"
+    return setting.variable
 
 
 def load_settings(
@@ -295,35 +492,41 @@ def load_settings(
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
     project = Path(project_dir).resolve() if project_dir else find_project_dir()
     environ = dict(os.environ if environ is None else environ)
-    dotenv_path = project / ".env"
-    dotenv = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None} if dotenv_path.is_file() else {}
+    dotenv = _read_dotenv(project)
     pyproject = _read_pyproject(project)
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for setting in SETTINGS:
-        for source, mapping, key in (
-            ("flag", overrides, setting.name),
-            ("environment", environ, setting.variable),
-            (".env", dotenv, setting.variable),
-            ("pyproject", pyproject, setting.name),
-        ):
-            if key in mapping and mapping[key] not in ("",):
-                raw = mapping[key]
-                try:
-                    values[setting.name] = setting.parse(raw)
-                except (TypeError, ValueError) as exc:
-                    origin = {"flag": f"--{setting.name.replace('_', '-')}", "pyproject": f"[tool.dbtasks] {setting.name}"}.get(source, setting.variable)
-                    raise ConfigError(f"{origin} has an invalid value {raw!r}", setting.help) from exc
-                sources[setting.name] = source
-                break
+    for s in SETTINGS:
+        variables = (s.variable, *(a for a in s.aliases if a.isupper()))
+        keys = (s.key, *((a,) for a in s.aliases if not a.isupper())) if s.key else ()
+        layers: list[tuple[str, Any]] = [("flag", overrides.get(s.name))]
+        layers += [("environment", environ.get(v)) for v in variables]
+        if not s.is_argument:
+            layers += [(".env", dotenv.get(v)) for v in variables]
+            layers += [("pyproject", _lookup(pyproject, k)) for k in keys]
+        for source, raw in layers:
+            if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+                continue
+            try:
+                values[s.name] = s.parse(raw)
+            except (TypeError, ValueError) as exc:
+                detail = str(exc) if getattr(s.parse, "choices", None) else s.help
+                raise ConfigError(f"{_origin(s, source)} has an invalid value {raw!r}", detail) from None
+            sources[s.name] = source
+            break
         else:
-            values[setting.name] = setting.default
-            sources[setting.name] = "default"
+            values[s.name] = s.default
+            sources[s.name] = "default"
 
     env = values.get("env")
     if env:
         variable = env_variable(env)
+        if sources.get("database_url") == "flag":
+            raise ConfigError(
+                f"--database-url and --env {env} both name the database to use",
+                f"pass one of them (--env {env} reads {variable})",
+            )
         url = environ.get(variable) or dotenv.get(variable)
         if not url:
             raise ConfigError(
@@ -335,15 +538,44 @@ def load_settings(
         if sources.get("db_server") == "default":
             values["db_server"] = "external"
 
-    if values["db_server"] not in (None, "local", "docker", "external"):
-        raise ConfigError(
-            f"DB_SERVER={values['db_server']!r} is not a server kind",
-            "use local, docker or external",
-        )
-
-    extra = {k: v for k, v in pyproject.items() if k not in SETTING_BY_NAME}
-    settings = Settings(project_dir=project, sources=sources, extra=extra, **values)
+    settings = Settings(project_dir=project, sources=sources, **values)
     register_secret(settings.pg_password, settings.pg_user)
     # Validate the URL now so a malformed one fails before anything runs.
     settings.url  # noqa: B018
     return settings
+
+
+# -- documentation --------------------------------------------------------------------
+
+
+def shown_value(settings: Settings, s: Setting) -> str:
+    """A setting's value as ``dbtasks settings`` prints it (secrets hidden)."""
+    value = getattr(settings, s.name)
+    if s.secret and value:
+        return "***"
+    if s.name == "database_url" and value:
+        return settings.url.render_as_string(hide_password=True)
+    return _text(value)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) if value else ""
+    return str(value)
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated from :data:`SETTINGS`."""
+    rows = ["| setting | variable | `[tool.dbtasks]` key | default | meaning |", "|---|---|---|---|---|"]
+    for s in SETTINGS:
+        variable = f"`{s.variable}`" + (f" (make/just `{s.make}`)" if s.make else "")
+        key = f"`{s.key_text}`" if s.key else "command argument"
+        default = f"`{_text(s.default)}`" if _text(s.default) else "—"
+        rows.append(f"| `{s.name}` | {variable} | {key} | {default} | {s.help} |")
+    return "\n".join(rows) + "\n"

@@ -1,8 +1,11 @@
-"""Connections, scratch databases and the translation of driver errors.
+"""The one door to the database: settings -> connection, scratch databases, driver errors.
 
-Every connection dbtasks opens goes through :func:`connect`, so a server that is
-down, a wrong password or a missing database always becomes the same clear,
-password-free :class:`~dbtasks.errors.DbtasksError`.
+:func:`connection` turns settings into a connection to the database they
+name; :func:`scratch` gives a throwaway database on the same server. Every
+connection dbtasks opens goes through :func:`connect` underneath, so a server
+that is down, a wrong password or a missing database always becomes the same
+clear, password-free :class:`~dbtasks.errors.DbtasksError`, whose remedy names
+the command this user has (:mod:`dbtasks.names`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
+from dbtasks import names
+from dbtasks.config import Settings
 from dbtasks.errors import (
     AuthenticationFailed,
     DatabaseNotRunning,
@@ -40,20 +45,26 @@ def make_engine(url: URL, **kwargs) -> Engine:
     return sa.create_engine(url, poolclass=NullPool, connect_args=connect_args, **kwargs)
 
 
-def translate(exc: BaseException, url: URL, start_hint: str | None = None) -> DbtasksError:
-    """Turn a driver error into a one-line error that says what to do."""
+def start_hint(settings: Settings) -> str | None:
+    """What to tell a user whose database does not answer: start the server dbtasks manages."""
+    return names.run("start-db") if settings.server_kind != "external" else None
+
+
+def translate(exc: BaseException, url: URL, hint: str | None = None, origin: str = "DATABASE_URL") -> DbtasksError:
+    """Turn a driver error into a one-line error that says what to do (``hint``: how to start the server)."""
     text = str(getattr(exc, "orig", None) or exc)
     where = describe(url)
-    hint = start_hint or "check that the server is running and DATABASE_URL is right"
+    start = hint
+    hint = hint or f"check that the server is running and {origin} is right"
     if "password authentication failed" in text or "no password supplied" in text:
         return AuthenticationFailed(
             f"password authentication failed for {where}",
-            "check the password in DATABASE_URL (or the NAME_DATABASE_URL of --env)",
+            f"check the password in {origin}",
         )
     if re.search(r'database "[^"]+" does not exist', text):
-        return ServerError(f"database {url.database!r} does not exist on {where}", start_hint or "create it, or fix DATABASE_URL")
+        return ServerError(f"database {url.database!r} does not exist on {where}", start or f"create it, or fix {origin}")
     if re.search(r'role "[^"]+" does not exist', text):
-        return AuthenticationFailed(f"role {url.username!r} does not exist on {where}", "fix the user in DATABASE_URL")
+        return AuthenticationFailed(f"role {url.username!r} does not exist on {where}", f"fix the user in {origin}")
     if any(s in text for s in ("Connection refused", "could not connect", "timeout expired", "No such file or directory", "could not translate host name", "the database system is starting up", "the database system is shutting down")):
         return DatabaseNotRunning(f"cannot connect to the database at {where}", hint)
     first = redact(text.strip().splitlines()[0] if text.strip() else type(exc).__name__)
@@ -61,18 +72,54 @@ def translate(exc: BaseException, url: URL, start_hint: str | None = None) -> Db
 
 
 @contextlib.contextmanager
-def connect(url: URL, start_hint: str | None = None, autocommit: bool = False) -> Iterator[Connection]:
-    """Open one connection; driver errors at connect time become clear errors."""
+def connect(url: URL, hint: str | None = None, autocommit: bool = False, origin: str = "DATABASE_URL") -> Iterator[Connection]:
+    """Open one connection to ``url``; driver errors at connect time become clear errors."""
     engine = make_engine(url, isolation_level="AUTOCOMMIT") if autocommit else make_engine(url)
     try:
         try:
             conn = engine.connect()
         except (OperationalError, DBAPIError) as exc:
-            raise translate(exc, url, start_hint) from None
+            raise translate(exc, url, hint, origin) from None
         with conn:
             yield conn
     finally:
         engine.dispose()
+
+
+def connection(settings: Settings, autocommit: bool = False) -> contextlib.AbstractContextManager[Connection]:
+    """The door: one connection to the database the settings name.
+
+    A database that does not answer gets the remedy this user can run
+    (``make start-db``, ``just start-db`` or ``dbtasks start-db``), or, for an
+    external server, a pointer at the variable that named it.
+    """
+    return connect(settings.url, start_hint(settings), autocommit, settings.url_origin)
+
+
+@contextlib.contextmanager
+def advisory_lock(conn: Connection, key: int, wait: bool = True) -> Iterator[bool]:
+    """Hold session advisory lock ``key`` on ``conn``; yields False when ``wait`` is off and it is taken.
+
+    The lock is a session lock, committed at once, so it outlives the
+    transactions run under it; it is released on exit (and dies with the
+    connection if the process is killed).
+    """
+    if wait:
+        conn.execute(sa.text("select pg_advisory_lock(:k)"), {"k": key})
+        got = True
+    else:
+        got = bool(conn.execute(sa.text("select pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+    if conn.in_transaction():
+        conn.commit()
+    try:
+        yield got
+    finally:
+        if got:
+            if conn.in_transaction():
+                conn.rollback()
+            conn.execute(sa.text("select pg_advisory_unlock(:k)"), {"k": key})
+            if conn.in_transaction():
+                conn.commit()
 
 
 def admin_url(url: URL, database: str = "postgres") -> URL:
@@ -117,16 +164,15 @@ def scratch_name(prefix: str = "dbtasks_scratch") -> str:
 
 
 @contextlib.contextmanager
-def scratch_database(
-    url: URL, template: str | None = None, prefix: str = "dbtasks_scratch", start_hint: str | None = None, why: str = ""
-) -> Iterator[URL]:
-    """A throwaway database on the server of ``url``, dropped on exit whatever happens.
+def scratch(settings: Settings, template: str | None = None, prefix: str = "dbtasks_scratch", why: str = "") -> Iterator[URL]:
+    """A throwaway database on the server of the settings' database, dropped on exit whatever happens.
 
     A role that may not create databases gets one line saying so (``why``
     names the verb that needed one).
     """
+    url = settings.url
     name = scratch_name(prefix)
-    with connect(admin_url(url), start_hint):
+    with connect(admin_url(url), start_hint(settings), origin=settings.url_origin):
         pass  # a server that does not answer fails here, with the start hint
     try:
         scratch = create_database(url, name, template=template)
@@ -146,44 +192,3 @@ def server_version(url: URL) -> int:
     """The server's ``server_version_num`` (e.g. 160002)."""
     with connect(url) as conn:
         return int(conn.execute(sa.text("show server_version_num")).scalar())
-
-
-def libpq_environment(url: URL) -> dict[str, str]:
-    """PG* variables for a client program: the password travels here, never in argv."""
-    env = {
-        "PGHOST": url.host or "localhost",
-        "PGPORT": str(url.port or 5432),
-        "PGDATABASE": url.database or "",
-    }
-    if url.username:
-        env["PGUSER"] = url.username
-    if url.password:
-        env["PGPASSWORD"] = str(url.password)
-    for key, value in (url.query or {}).items():
-        if key == "sslmode":
-            env["PGSSLMODE"] = value if isinstance(value, str) else value[0]
-    return env
-
-
-def client_environment(url: URL | None) -> dict[str, str]:
-    """Environment of a PostgreSQL client program: ours without the caller's PG*
-    variables, plus the target's (the password travels here, never in argv)."""
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["LC_MESSAGES"] = "C"
-    if url is not None:
-        env.update(libpq_environment(url))
-    return env
-
-
-def shell(url: URL, psql: str, stdin=None) -> int:
-    """Run psql on ``url``; it reads commands from stdin when that is not a terminal."""
-    import subprocess
-    import sys
-
-    stream = stdin if stdin is not None else sys.stdin
-    interactive = hasattr(stream, "isatty") and stream.isatty()
-    # A script piped in should stop at its first error and ignore ~/.psqlrc.
-    args = [psql] if interactive else [psql, "--no-psqlrc", "-v", "ON_ERROR_STOP=1"]
-    return subprocess.run(args, env=client_environment(url), stdin=stdin).returncode

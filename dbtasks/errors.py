@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 
-# Exit codes used by the CLI.
-EXIT_OK = 0
+# Exit codes used by the CLI (0 is success).
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 
@@ -61,6 +60,21 @@ class DbtasksError(Exception):
 
 class ConfigError(DbtasksError):
     """A setting is missing or malformed."""
+
+
+def read_text(path) -> str:
+    """A project file's text (UTF-8), or one line saying which file is not text."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start})", "save it as UTF-8") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory, not a file", "pass the path of the file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", "check the path and its permissions") from None
 
 
 class UsageError(DbtasksError):

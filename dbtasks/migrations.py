@@ -13,18 +13,21 @@ import logging
 import re
 import zlib
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from dbtasks import names
 from dbtasks.config import Settings, load_settings
-from dbtasks.database import connect, describe, make_engine, translate
+from dbtasks.database import advisory_lock, connect, connection, describe, make_engine, start_hint, translate
 from dbtasks.errors import (
     ConfigError,
     DbtasksError,
@@ -32,12 +35,13 @@ from dbtasks.errors import (
     NothingToDo,
     UnknownRevision,
     UsageError,
+    read_text,
     redact,
 )
 from dbtasks.safety import guard
 
 # One advisory lock key for "migrating this database"; advisory locks are per database.
-MIGRATION_LOCK_KEY = zlib.crc32(b"dbtasks:migrate") 
+MIGRATION_LOCK_KEY = zlib.crc32(b"dbtasks:migrate")
 
 
 # -- configuration ----------------------------------------------------------
@@ -51,8 +55,11 @@ def alembic_config(settings: Settings, connection: sa.Connection | None = None, 
     on Alembic projects that dbtasks did not create.
     """
     path = settings.alembic_ini_path
+    if path.is_dir():
+        raise ConfigError(f"{path} is a directory, not an alembic.ini", f"pass -c {path / 'alembic.ini'}")
     if not path.is_file():
         raise ConfigError(f"{path} not found", "pass -c path/to/alembic.ini (or set DBTASKS_ALEMBIC_INI)")
+    read_text(path)  # not UTF-8: one clear line instead of a UnicodeDecodeError
     config = Config(str(path))
     config.attributes["dbtasks_settings"] = settings
     if connection is not None:
@@ -85,8 +92,7 @@ def migration_lock(connection: sa.Connection, config: Config | None = None) -> I
     A connection that arrives inside a transaction belongs to the caller: the
     lock is then transaction-scoped and nothing is committed here.
     """
-    settings = settings_for(config) if config is not None else None
-    lock_timeout = settings.lock_timeout if settings else "5s"
+    lock_timeout = settings_for(config).lock_timeout if config is not None else Settings.lock_timeout
     if connection.in_transaction():
         connection.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         connection.execute(sa.text("select set_config('lock_timeout', :v, true)"), {"v": lock_timeout})
@@ -94,17 +100,16 @@ def migration_lock(connection: sa.Connection, config: Config | None = None) -> I
         return
     # The lock is taken before lock_timeout is set: waiting for another
     # migrating process may take longer than a table lock should.
-    connection.execute(sa.text("select pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
-    connection.execute(sa.text("select set_config('lock_timeout', :v, false)"), {"v": lock_timeout})
-    connection.commit()
-    try:
-        yield
-    finally:
-        if connection.in_transaction():
-            connection.rollback()
-        connection.execute(sa.text("select pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
-        connection.execute(sa.text("reset lock_timeout"))
+    with advisory_lock(connection, MIGRATION_LOCK_KEY):
+        connection.execute(sa.text("select set_config('lock_timeout', :v, false)"), {"v": lock_timeout})
         connection.commit()
+        try:
+            yield
+        finally:
+            if connection.in_transaction():
+                connection.rollback()
+            connection.execute(sa.text("reset lock_timeout"))
+            connection.commit()
 
 
 class _Chatter(logging.Filter):
@@ -130,8 +135,6 @@ def quiet_alembic_chatter() -> None:
 @contextlib.contextmanager
 def translate_errors(settings: Settings) -> Iterator[None]:
     """Alembic and driver errors become one-line DbtasksErrors with a remedy."""
-    from dbtasks.server import start_hint
-
     try:
         yield
     except DbtasksError:
@@ -147,7 +150,7 @@ def translate_errors(settings: Settings) -> Iterator[None]:
             ) from None
         connection_trouble = ("could not connect", "Connection refused", "authentication failed")
         if any(t in text for t in connection_trouble) or re.search(r'database "[^"]+" does not exist', text):
-            raise translate(exc, settings.url, start_hint(settings)) from None
+            raise translate(exc, settings.url, start_hint(settings), settings.url_origin) from None
         raise MigrationError(f"the migration failed: {redact(_first_line(text))}") from None
     except DBAPIError as exc:
         raise MigrationError(f"the migration failed: {redact(_first_line(str(exc.orig)))}") from None
@@ -166,20 +169,30 @@ def command_error(text: str) -> DbtasksError:
     if "Can't locate revision identified by" in text or "No such revision or branch" in text:
         match = re.search(r"(?:identified by|revision or branch) '([^']*)'", text)
         rev = match.group(1) if match else "?"
-        return UnknownRevision(f"unknown revision {rev!r}", "see `make db-migrate-history` for the known revisions")
+        return UnknownRevision(f"unknown revision {rev!r}", f"see `{names.command('db-migrate-history')}` for the known revisions")
     if "Target database is not up to date" in text:
-        return MigrationError("the database is not up to date with the migrations", "run `make db-migrate` first, then create the revision")
+        return MigrationError("the database is not up to date with the migrations", f"{names.run('db-migrate')} first, then create the revision")
     if "Multiple head revisions are present" in text or "Multiple heads are present" in text:
         return MigrationError(
             "multiple head revisions are present",
-            "run `make db-migrate-merge-heads` (or `make db-migrate-linearize`), see `make db-migrate-heads`",
+            f"{names.run('db-migrate-merge-heads')} (or `{names.command('db-migrate-linearize')}`), see `{names.command('db-migrate-heads')}`",
         )
     if "Relative revision" in text and "didn't produce" in text:
-        return UsageError(f"cannot go that far: {text}", "see `make db-migrate-current` and `make db-migrate-history`")
+        return UsageError(f"cannot go that far: {text}", f"see `{names.command('db-migrate-current')}` and `{names.command('db-migrate-history')}`")
     return MigrationError(text)
 
 
 # -- data types ---------------------------------------------------------------
+
+
+def revision_ids(down: Any) -> tuple[str, ...]:
+    """``down_revision`` (None, "a", or a tuple) as a tuple of ids."""
+    if not down:
+        return ()
+    if isinstance(down, (list, tuple)):
+        return tuple(down)
+    return (down,)
+
 
 
 @dataclasses.dataclass
@@ -196,11 +209,9 @@ class Revision:
 
     @classmethod
     def from_script(cls, script: Script, applied: bool = False) -> "Revision":
-        down = script.down_revision
-        down_t = tuple(down) if isinstance(down, (tuple, list)) else ((down,) if down else ())
         return cls(
             revision=script.revision,
-            down_revision=down_t,
+            down_revision=revision_ids(script.down_revision),
             message=(script.doc or "").strip(),
             path=script.path,
             is_head=script.is_head,
@@ -245,9 +256,7 @@ def script_directory(settings: Settings) -> ScriptDirectory:
 
 def current_revisions(settings: Settings) -> list[str]:
     """The revision(s) the database is at (empty list: base)."""
-    from dbtasks.server import start_hint
-
-    with translate_errors(settings), connect(settings.url, start_hint(settings)) as conn:
+    with translate_errors(settings), connection(settings) as conn:
         return sorted(MigrationContext.configure(conn).get_current_heads())
 
 
@@ -266,7 +275,7 @@ def check_applied_known(settings: Settings, current: list[str], script: ScriptDi
         if found is None:
             raise MigrationError(
                 f"the database is at revision {rev}, which is not in {script.dir} (applied on another git branch?)",
-                "switch back to that branch and run `make db-migrate-down`, then switch again; or start afresh with `make volume-recreate`",
+                f"switch back to that branch and {names.run('db-migrate-down')}, then switch again; or start afresh with `{names.command('volume-recreate')}`",
             )
 
 
@@ -309,6 +318,49 @@ def status(settings: Settings) -> Status:
     return Status(describe(settings.url), current, head_ids, pending)
 
 
+# -- running env.py on a database of our choosing ----------------------------------
+
+
+def settings_on(settings: Settings, url: URL) -> Settings:
+    """The settings of a scratch database: the same project, that database, no environment."""
+    return settings.with_(database_url=url.render_as_string(hide_password=False), env=None, db_server="external")
+
+
+def run_env(
+    settings: Settings,
+    url: URL,
+    steps: Callable[[Any, MigrationContext], Iterable[Any]],
+    script: ScriptDirectory | None = None,
+    **env_kwargs: Any,
+) -> None:
+    """Run the project's env.py once on ``url``; ``steps(heads, context)`` yields the migration steps.
+
+    env.py gets the connection in ``config.attributes["connection"]`` and the
+    URL in ``sqlalchemy.url``. ``script`` is an already loaded history (so a
+    caller that walks it many times imports each revision file once).
+    """
+    scratch = settings_on(settings, url)
+    with connect(url) as conn:
+        config = alembic_config(scratch, connection=conn, quiet=True)
+        with translate_errors(scratch):
+            script = script or ScriptDirectory.from_config(config)
+            with EnvironmentContext(config, script, fn=steps, as_sql=False, **env_kwargs):
+                script.run_env()
+        if conn.in_transaction():
+            conn.commit()
+
+
+def upgrade_scratch(settings: Settings, url: URL, target: str = "heads", script: ScriptDirectory | None = None) -> None:
+    """Migrate the scratch database ``url`` to ``target`` through the project's env.py.
+
+    The one way a scratch database reaches a revision: the checks, the schema
+    docs and the pytest plugin's template all call it. No lock and no
+    protection prompt: the database is ours and new.
+    """
+    script = script or script_directory(settings_on(settings, url))
+    run_env(settings, url, lambda rev, context: script._upgrade_revs(target, rev), script, destination_rev=target)
+
+
 # -- writing ------------------------------------------------------------------
 
 
@@ -326,18 +378,8 @@ def _locked(settings: Settings) -> Iterator[sa.Connection]:
     env.py takes the same lock again on this connection (advisory locks nest
     within a session).
     """
-    from dbtasks.server import start_hint
-
-    with translate_errors(settings), connect(settings.url, start_hint(settings)) as conn:
-        conn.execute(sa.text("select pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
-        conn.commit()
-        try:
-            yield conn
-        finally:
-            if conn.in_transaction():
-                conn.rollback()
-            conn.execute(sa.text("select pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
-            conn.commit()
+    with translate_errors(settings), connection(settings) as conn, advisory_lock(conn, MIGRATION_LOCK_KEY):
+        yield conn
 
 
 def _heads_on(conn: sa.Connection) -> list[str]:
@@ -368,7 +410,7 @@ def downgrade(settings: Settings, steps: int | None = 1, target: str | None = No
     """Downgrade ``steps`` revisions, or to ``target`` (a revision or ``base``)."""
     if target is None:
         if steps is None or steps < 1:
-            raise UsageError(f"STEPS must be a positive number, not {steps!r}", "e.g. make db-migrate-down STEPS=1")
+            raise UsageError(f"STEPS must be a positive number, not {steps!r}", f"e.g. {names.command('db-migrate-down', STEPS=1)}")
         target = f"-{steps}"
     guard(settings, f"downgrade to {target}", confirm, ask)
     if not current_revisions(settings):
@@ -399,7 +441,7 @@ def clean_message(message: str | None, variable: str = "MIGRATE_MSG") -> str:
     literally and turned into ``_`` in the file name.
     """
     if message is None or not message.strip():
-        raise UsageError(f"{variable} is empty", f'describe the change: make db-migrate-create {variable}="add user email"')
+        raise UsageError(f"{variable} is empty", f"describe the change: {names.command('db-migrate-create', MIGRATE_MSG='add user email')}")
     message = " ".join(message.split())  # one line
     if not re.search(r"\w", message):
         raise UsageError(f"{variable}={message!r} has no letters or digits to name the file with", "use words, e.g. \"add user email\"")
@@ -440,7 +482,7 @@ def revision(settings: Settings, message: str | None, autogenerate: bool = True)
     if produced and not result:
         raise NothingToDo(
             "no difference between the models and the database; no revision written",
-            "for a hand-written migration run `make db-migrate-empty MIGRATE_MSG=...`",
+            f"for a hand-written migration {names.run('db-migrate-empty', MIGRATE_MSG='...')}",
         )
     if isinstance(result, list):
         result = result[0]

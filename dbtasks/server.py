@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
 import os
 import pwd
 import re
@@ -30,6 +29,8 @@ from typing import Callable, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from dbtasks import names
+from dbtasks.clients import has_server_binaries, pg_config_bindir, pgserver_bin_dir
 from dbtasks.config import Settings
 from dbtasks.database import admin_url, connect, create_database, database_exists, describe
 from dbtasks.errors import (
@@ -40,9 +41,6 @@ from dbtasks.errors import (
     VersionMismatch,
     redact,
 )
-
-START_HINT = "run `make start-db` (or `just start-db`)"
-
 
 @dataclasses.dataclass
 class ServerStatus:
@@ -63,34 +61,16 @@ class ServerStatus:
 # -- binaries ---------------------------------------------------------------
 
 
-def _has_server_binaries(path: Path) -> bool:
-    return (path / "pg_ctl").is_file() and (path / "postgres").is_file() and (path / "initdb").is_file()
-
-
-def pgserver_bin_dir() -> Path | None:
-    """The bin directory of the pgserver wheel's bundled PostgreSQL, if installed."""
-    spec = importlib.util.find_spec("pgserver")
-    if spec is None or not spec.origin:
-        return None
-    path = Path(spec.origin).parent / "pginstall" / "bin"
-    return path if _has_server_binaries(path) else None
-
-
 def find_bin_dir(pg_bin: str | None) -> Path:
     """Where pg_ctl, initdb and postgres live: PG_BIN, pg_config --bindir, pgserver."""
     if pg_bin:
         path = Path(pg_bin).expanduser()
-        if not _has_server_binaries(path):
+        if not has_server_binaries(path):
             raise ConfigError(f"PG_BIN={pg_bin} holds no pg_ctl, initdb and postgres", "point PG_BIN at a PostgreSQL bin directory")
         return path
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        try:
-            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            out = ""
-        if out and _has_server_binaries(Path(out)):
-            return Path(out)
+    configured = pg_config_bindir()
+    if configured and has_server_binaries(configured):
+        return configured
     bundled = pgserver_bin_dir()
     if bundled:
         return bundled
@@ -109,6 +89,17 @@ def binary_major_version(bin_dir: Path) -> int:
 
 
 # -- helpers ----------------------------------------------------------------
+
+
+def pid_alive(pid: int) -> bool:
+    """True when process ``pid`` exists (possibly another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -166,9 +157,6 @@ class Server:
         raise NotImplementedError
 
     def destroy(self) -> ServerStatus:
-        raise NotImplementedError
-
-    def status(self) -> ServerStatus:
         raise NotImplementedError
 
 
@@ -278,13 +266,7 @@ class LocalServer(Server):
             pid, port = int(lines[0]), int(lines[3])
         except (OSError, ValueError, IndexError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-        return pid, port
+        return (pid, port) if pid_alive(pid) else None
 
     def check_version(self) -> None:
         if not self.initialized():
@@ -294,13 +276,8 @@ class LocalServer(Server):
         if data_version != bin_version:
             raise VersionMismatch(
                 f"{self.data_dir} was created by PostgreSQL {data_version}, but the binaries in {self.bin_dir} are PostgreSQL {bin_version}",
-                f"set PG_BIN to a PostgreSQL {data_version} bin directory, or run `make volume-recreate` to start afresh (this deletes the local data)",
+                f"set PG_BIN to a PostgreSQL {data_version} bin directory, or run `{names.command('volume-recreate')}` to start afresh (this deletes the local data)",
             )
-
-    def status(self) -> ServerStatus:
-        running = self.running_pid_port()
-        detail = f"pid {running[0]}, data {self.data_dir}" if running else f"data {self.data_dir}"
-        return ServerStatus(self.kind, bool(running), self.url, detail)
 
     # lifecycle ---------------------------------------------------------------
 
@@ -362,7 +339,7 @@ class LocalServer(Server):
             if port != self.port:
                 raise ServerError(
                     f"the local server in {self.data_dir} already runs on port {port}, not {self.port}",
-                    "run `make stop-db`, then start it again",
+                    f"{names.run('stop-db')}, then start it again",
                 )
             ensure_database(self.url)
             return ServerStatus(self.kind, True, self.url, f"already running, pid {pid}")
@@ -405,11 +382,10 @@ class DockerServer(Server):
 
     kind = "docker"
 
-    def __init__(self, settings: Settings, runner: Callable[..., subprocess.CompletedProcess] = subprocess.run):
+    def __init__(self, settings: Settings):
         super().__init__(settings)
         self.compose_file = settings.path(settings.compose_file)
         self.service = settings.compose_service
-        self._runner = runner
 
     def command(self, action: str) -> list[str]:
         """The docker compose command line of one lifecycle action."""
@@ -418,7 +394,6 @@ class DockerServer(Server):
             "start": base + ["up", "-d", "--wait", self.service],
             "stop": base + ["stop", self.service],
             "destroy": base + ["down", "-v"],
-            "status": base + ["ps", "--status", "running", "-q", self.service],
         }[action]
 
     def environment(self) -> dict[str, str]:
@@ -438,14 +413,14 @@ class DockerServer(Server):
             raise ConfigError(f"{self.compose_file} not found", "set DBTASKS_COMPOSE_FILE or use DB_SERVER=local")
         if shutil.which("docker") is None:
             raise ServerError("Docker is not installed", "install Docker, or use DB_SERVER=local (no Docker needed)")
-        if self._runner(["docker", "compose", "version"], capture_output=True, text=True).returncode != 0:
+        if subprocess.run(["docker", "compose", "version"], capture_output=True, text=True).returncode != 0:
             raise ServerError("the Docker Compose plugin is not installed", "install docker-compose-plugin, or use DB_SERVER=local (no Docker needed)")
-        if self._runner(["docker", "info"], capture_output=True, text=True).returncode != 0:
+        if subprocess.run(["docker", "info"], capture_output=True, text=True).returncode != 0:
             raise ServerError("the Docker engine is not running", "start Docker, or use DB_SERVER=local (no Docker needed)")
 
     def _compose(self, action: str) -> subprocess.CompletedProcess:
         self._preflight()
-        proc = self._runner(self.command(action), capture_output=True, text=True, env=self.environment(), cwd=str(self.settings.project_dir))
+        proc = subprocess.run(self.command(action), capture_output=True, text=True, env=self.environment(), cwd=str(self.settings.project_dir))
         if proc.returncode != 0:
             err = (proc.stderr or proc.stdout or "").strip()
             raise ServerError(f"docker compose {action} failed: {redact(err.splitlines()[-1] if err else 'no output')}")
@@ -464,10 +439,6 @@ class DockerServer(Server):
     def destroy(self) -> ServerStatus:
         self._compose("destroy")
         return ServerStatus(self.kind, False, self.url, "container and volume removed", changed=True)
-
-    def status(self) -> ServerStatus:
-        proc = self._compose("status")
-        return ServerStatus(self.kind, bool(proc.stdout.strip()), self.url)
 
 
 class ExternalServer(Server):
@@ -492,13 +463,6 @@ class ExternalServer(Server):
     def destroy(self) -> ServerStatus:
         raise self._not_ours("recreate")
 
-    def status(self) -> ServerStatus:
-        try:
-            wait_until_ready(self.url, 2)
-            return ServerStatus(self.kind, True, self.url, "external")
-        except DbtasksError:
-            return ServerStatus(self.kind, False, self.url, "external")
-
 
 def get_server(settings: Settings) -> Server:
     """The backend chosen by DB_SERVER (and DATABASE_URL)."""
@@ -513,14 +477,3 @@ def start_db(settings: Settings) -> ServerStatus:
 def stop_db(settings: Settings) -> ServerStatus:
     """Stop the database server (idempotent)."""
     return get_server(settings).stop()
-
-
-def ensure_running(settings: Settings) -> None:
-    """Raise a clear error when the database does not answer."""
-    with connect(settings.url, start_hint=start_hint(settings)):
-        pass
-
-
-def start_hint(settings: Settings) -> str | None:
-    """What to tell a user whose database does not answer."""
-    return START_HINT if settings.server_kind != "external" else None

@@ -83,8 +83,7 @@ def dbtasks_template(dbtasks_server_url: URL) -> Iterator[URL]:
     name = scratch_name("dbtasks_template")
     url = create_database(dbtasks_server_url, name)
     try:
-        settings = load_settings({"database_url": url.render_as_string(hide_password=False)})
-        migrations.upgrade(settings)
+        migrations.upgrade_scratch(load_settings(), url)
         yield url
     finally:
         drop_database(dbtasks_server_url, name)

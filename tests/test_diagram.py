@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 from dbtasks import diagram
+from dbtasks.checks.docs import check_db_docs
 from dbtasks.config import load_settings
 from dbtasks.database import connect, create_database, drop_database, scratch_name
 from dbtasks.diagram import DocsOptions
@@ -421,7 +422,7 @@ def test_display_type_short_forms():
 def test_committed_docs_match_the_migrations(dbtasks_server_url):
     """docs/database/ is what check-db-docs regenerates from this repository's migrations."""
     settings = load_settings({"database_url": url_str(dbtasks_server_url)}, project_dir=REPO)
-    result = diagram.check_db_docs(settings)
+    result = check_db_docs(settings)
     assert result.ok, "\n".join(f.message for f in result.findings)
 
 
@@ -437,7 +438,7 @@ def test_committed_docs_do_not_depend_on_the_postgresql_major(dbtasks_server_url
     if binary_major_version(bundled) == server_version(dbtasks_server_url) // 10000:
         pytest.skip("the test server already runs the pgserver wheel's major version")
     with throwaway_server(pg_bin=str(bundled)) as url:
-        result = diagram.check_db_docs(load_settings({"database_url": url_str(url)}, project_dir=REPO))
+        result = check_db_docs(load_settings({"database_url": url_str(url)}, project_dir=REPO))
     assert result.ok, "\n".join(f.message for f in result.findings)
 
 

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from dbtasks.config import Settings
 from dbtasks.errors import UsageError
 
 FALLBACK_BASES = ("main", "master")
@@ -45,6 +46,14 @@ def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def _ref_exists(ref: str, cwd: Path) -> bool:
     return _git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd).returncode == 0
+
+
+def scope(settings: Settings) -> Scope:
+    """The revisions in scope for lint and rehearse: ``since`` and ``all_revisions`` of the settings."""
+    return changed_since(
+        settings.alembic_ini_path.parent, settings.since,
+        since_is_default=settings.sources.get("since", "default") == "default", all_revisions=settings.all_revisions,
+    )
 
 
 def changed_since(project_dir: Path, since: str | None, since_is_default: bool = False, all_revisions: bool = False) -> Scope:

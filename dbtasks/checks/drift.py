@@ -14,13 +14,16 @@ from alembic import autogenerate
 from alembic.operations import ops
 from sqlalchemy.engine import URL
 
-from dbtasks.checks import CheckResult, Finding
+from dbtasks import names
+from dbtasks.checks import CheckResult, Finding, declare
 from dbtasks.checks.workspace import Workspace
-from dbtasks.config import Settings
 from dbtasks.errors import MigrationError
 
-CHECK = "drift"
-REMEDY = 'write the missing migration: make db-migrate-create MIGRATE_MSG="describe the change"'
+NAME = "drift"
+
+
+def remedy() -> str:
+    return f"write the missing migration: {names.command('db-migrate-create', MIGRATE_MSG='describe the change')}"
 
 
 def _render(op: ops.MigrateOperation) -> str:
@@ -50,28 +53,22 @@ def compare(workspace: Workspace, url: URL) -> list[ops.MigrateOperation]:
     return found
 
 
-def check_drift(settings: Settings, workspace: Workspace | None = None, at_head: URL | None = None) -> CheckResult:
-    """Upgrade a scratch database to head and list what the models add or change.
-
-    ``at_head`` is a scratch database already at head (``check`` reuses the
-    roundtrip's), so the history is not migrated twice.
-    """
-    workspace = workspace or Workspace(settings)
-    result = CheckResult(CHECK)
+def run(workspace: Workspace) -> CheckResult:
+    """Compare the models with a scratch database at head (the one ``roundtrip`` left there, when it did)."""
+    result = CheckResult(NAME)
     heads = workspace.heads()
-    if len(heads) > 1:
-        result.skipped = "multiple heads (see the heads check)"
-        return result
-    if at_head is not None:
-        operations = compare(workspace, at_head)
-    else:
-        with workspace.scratch() as url:
-            workspace.upgrade(url, "heads")
-            operations = compare(workspace, url)
+    operations = compare(workspace, workspace.database_at_head())
     head = heads[0] if heads else None
     for op in operations:
         result.findings.append(Finding(
-            CHECK, "model-drift", f"the models differ from the migrations: {_render(op)}",
-            revision=head, file=workspace.relpath(workspace.get(head).path) if head else None, remedy=REMEDY,
+            NAME, "model-drift", f"the models differ from the migrations: {_render(op)}",
+            revision=head, file=workspace.relpath(workspace.get(head).path) if head else None, remedy=remedy(),
         ))
     return result
+
+
+CHECK = declare(
+    name=NAME, recipe="db-check-migrations", verb="check-migrations", order=40, run=run, doc=__doc__,
+    help="Fail when the models differ from the migrations (scratch database, autogenerate)",
+    needs={"history", "single_head", "scratch"},
+)

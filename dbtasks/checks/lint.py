@@ -29,7 +29,6 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -40,14 +39,15 @@ from pathlib import Path
 from alembic.script import ScriptDirectory
 from alembic.util import load_python_file
 
-from dbtasks.checks import CheckResult, Finding
-from dbtasks.checks.changes import Scope, changed_since
-from dbtasks.checks.workspace import CheckOptions, Workspace, revision_ids
-from dbtasks.config import Settings
+from dbtasks import names
+from dbtasks.checks import CheckResult, Finding, declare
+from dbtasks.checks.changes import scope as changes_scope
+from dbtasks.checks.workspace import Workspace
+from dbtasks.config import Settings, shown_path
 from dbtasks.errors import ConfigError, DbtasksError, redact
-from dbtasks.migrations import alembic_config, translate_errors
+from dbtasks.migrations import revision_ids
 
-CHECK = "lint"
+NAME = "lint"
 BASE_ALLOWED = ("alembic", "sqlalchemy")
 SUPPRESSION = re.compile(r"#\s*dbtasks:\s*allow\s+(?P<rule>[\w.-]+)\s*(?::\s*(?P<why>.*?))?\s*$")
 
@@ -148,11 +148,8 @@ def docstring_ids(doc: str) -> tuple[str | None, tuple[str, ...] | None]:
 # -- discovery --------------------------------------------------------------------
 
 
-def revision_paths(settings: Settings) -> list[Path]:
+def revision_paths(script: ScriptDirectory) -> list[Path]:
     """Every revision file of the project's version locations (nothing is imported)."""
-    config = alembic_config(settings, quiet=True)
-    with translate_errors(settings):
-        script = ScriptDirectory.from_config(config)
     locations = getattr(script, "_version_locations", None) or [script.versions]
     recursive = getattr(script, "recursive_version_locations", False)
     paths: set[Path] = set()
@@ -169,27 +166,22 @@ def revision_paths(settings: Settings) -> list[Path]:
 
 
 class _Linter:
-    def __init__(self, settings: Settings, options: CheckOptions):
+    def __init__(self, settings: Settings):
         self.settings = settings
-        self.options = options
-        self.allowed = set(BASE_ALLOWED) | set(options.lint_allowed_imports) | set(sys.stdlib_module_names)
+        self.allowed = set(BASE_ALLOWED) | set(settings.lint_allowed_imports) | set(sys.stdlib_module_names)
         self.findings: list[Finding] = []
 
-    def relpath(self, path: Path) -> str:
-        try:
-            return os.path.relpath(path)
-        except ValueError:  # pragma: no cover
-            return str(path)
+    relpath = staticmethod(shown_path)
 
     def add(self, item: RevisionFile, rule: str, message: str, line: int | None = None, severity: str = "error", remedy: str | None = None) -> None:
         if rule in item.suppressions:
             return
-        self.findings.append(Finding(CHECK, rule, message, severity, item.revision, self.relpath(item.path), line, remedy))
+        self.findings.append(Finding(NAME, rule, message, severity, item.revision, self.relpath(item.path), line, remedy))
 
     def structure(self, item: RevisionFile) -> None:
         for line, rule in item.bad_suppressions:
             self.findings.append(Finding(
-                CHECK, "suppression-without-reason", f"`# dbtasks: allow {rule}` gives no reason, so it is ignored",
+                NAME, "suppression-without-reason", f"`# dbtasks: allow {rule}` gives no reason, so it is ignored",
                 "error", item.revision, self.relpath(item.path), line,
                 f"write it as `# dbtasks: allow {rule}: <why this is safe>`",
             ))
@@ -262,10 +254,10 @@ class _Linter:
                 path.write_text(text)
                 files[str(path)] = rev
             args = [squawk, "--reporter", "json", "--no-error-on-unmatched-pattern"]
-            if self.options.lint_pg_version:
-                args += ["--pg-version", self.options.lint_pg_version]
-            if self.options.lint_squawk_exclude:
-                args += ["--exclude", ",".join(self.options.lint_squawk_exclude)]
+            if self.settings.lint_pg_version:
+                args += ["--pg-version", self.settings.lint_pg_version]
+            if self.settings.lint_squawk_exclude:
+                args += ["--exclude", ",".join(self.settings.lint_squawk_exclude)]
             proc = subprocess.run([*args, *files], capture_output=True, text=True, cwd=tmp)
             try:
                 reports = json.loads(proc.stdout or "[]")
@@ -373,16 +365,15 @@ def find_squawk() -> str:
     return found
 
 
-def lint(settings: Settings, since: str | None = None, all_revisions: bool = False, options: CheckOptions | None = None) -> CheckResult:
+def run(workspace: Workspace) -> CheckResult:
     """Lint the revisions in scope (added since the git base, or all); no database needed."""
-    options = options or CheckOptions.from_settings(settings)
-    base = since or options.lint_since
-    scope: Scope = changed_since(settings.alembic_ini_path.parent, base, since_is_default=since is None and options.since_is_default, all_revisions=all_revisions)
-    result = CheckResult(CHECK)
+    settings = workspace.settings
+    scope = changes_scope(settings)
+    result = CheckResult(NAME)
     if scope.note:
         result.notes.append(scope.note)
-    linter = _Linter(settings, options)
-    items = [RevisionFile.read(p) for p in revision_paths(settings) if scope.includes(p)]
+    linter = _Linter(settings)
+    items = [RevisionFile.read(p) for p in revision_paths(workspace.script) if scope.includes(p)]
     if not items:
         result.notes.append(f"no revision in scope ({scope.describe()})")
         return result
@@ -391,15 +382,19 @@ def lint(settings: Settings, since: str | None = None, all_revisions: bool = Fal
         linter.structure(item)
         linter.imports(item)
     # Importing is only needed to name the culprit when the history does not load.
-    try:
-        workspace = Workspace(settings, options)
-        workspace.revisions()
-    except DbtasksError as exc:
-        workspace = None
-        result.notes.append(f"SQL safety not checked: the history cannot be loaded ({exc})")
+    broken = workspace.load_error()
+    if broken:
+        result.notes.append(f"SQL safety not checked: the history cannot be loaded ({broken})")
         for item in items:
             linter.importable(item)
-    if workspace is not None:
+    else:
         linter.sql_safety(workspace, [i for i in items if i.tree is not None])
     result.findings = sorted(linter.findings, key=lambda f: (f.file or "", f.line or 0, f.rule))
     return result
+
+
+CHECK = declare(
+    name=NAME, recipe="db-lint-migrations", verb="lint", order=20, run=run, doc=__doc__,
+    help="Lint new revisions (SINCE=REF, ALL=1, FORMAT=json): imports, structure, squawk",
+    needs={"git"}, options=("since", "all_revisions"), params=(names.SINCE, names.ALL),
+)

@@ -23,14 +23,15 @@ from alembic.script import Script
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import URL
 
-from dbtasks.checks import CheckResult, Finding
-from dbtasks.checks.changes import changed_since
-from dbtasks.checks.workspace import Workspace, revision_ids
-from dbtasks.config import Settings
+from dbtasks import names
+from dbtasks.checks import CheckResult, Finding, declare
+from dbtasks.checks.changes import scope as changes_scope
+from dbtasks.checks.workspace import Workspace
 from dbtasks.database import connect
 from dbtasks.errors import DbtasksError, redact
+from dbtasks.migrations import revision_ids
 
-CHECK = "rehearse"
+NAME = "rehearse"
 EPOCH = dt.datetime(2024, 1, 1, 12, 0, 0)
 
 _UNSUPPORTED = object()
@@ -192,25 +193,17 @@ def _fill_table(conn: sa.Connection, table: sa.Table, rows: int, notes: list[str
     return inserted
 
 
-def new_revisions(workspace: Workspace, since: str | None, all_revisions: bool) -> tuple[list[Script], str, str | None]:
+def new_revisions(workspace: Workspace) -> tuple[list[Script], str, str | None]:
     """The revisions in the lint scope, oldest first; the scope's description and note."""
-    options = workspace.options
-    scope = changed_since(
-        workspace.settings.alembic_ini_path.parent, since or options.lint_since,
-        since_is_default=since is None and options.since_is_default, all_revisions=all_revisions,
-    )
+    scope = changes_scope(workspace.settings)
     chosen = [s for s in workspace.revisions() if scope.includes(s.path)]
     return chosen, scope.describe(), scope.note
 
 
-def check_rehearse(settings: Settings, since: str | None = None, all_revisions: bool = False, workspace: Workspace | None = None) -> CheckResult:
+def run(workspace: Workspace) -> CheckResult:
     """Fill a database at the parent of the new revisions with rows, then apply them."""
-    workspace = workspace or Workspace(settings)
-    result = CheckResult(CHECK)
-    if len(workspace.heads()) > 1:
-        result.skipped = "multiple heads (see the heads check)"
-        return result
-    chosen, described, note = new_revisions(workspace, since, all_revisions)
+    result = CheckResult(NAME)
+    chosen, described, note = new_revisions(workspace)
     if note:
         result.notes.append(note)
     if not chosen:
@@ -221,33 +214,40 @@ def check_rehearse(settings: Settings, since: str | None = None, all_revisions: 
     # A changed old revision below a new one is applied on the way to the parents.
     below = set()
     for parent in parents:
-        below |= {s.revision for s in workspace.script.iterate_revisions(parent, "base")}
+        below |= workspace.ancestors(parent)
     chosen = [s for s in chosen if s.revision not in below]
-    with workspace.scratch() as url:
-        for parent in parents:
-            workspace.upgrade(url, parent)
-        counts = fill(url, workspace.options.rehearse_rows, result.notes)
-        filled = sum(1 for n in counts.values() if n)
-        result.notes.append(
-            f"{len(chosen)} revision(s) applied to a database at {', '.join(parents) or 'base'} with {sum(counts.values())} rows in {filled} table(s)"
-        )
-        # All new revisions in one env.py run; the step being applied names the culprit.
-        applying: list[Script] = []
+    url = workspace.scratch()
+    for parent in parents:
+        workspace.upgrade(url, parent)
+    counts = fill(url, workspace.settings.rehearse_rows, result.notes)
+    filled = sum(1 for n in counts.values() if n)
+    result.notes.append(
+        f"{len(chosen)} revision(s) applied to a database at {', '.join(parents) or 'base'} with {sum(counts.values())} rows in {filled} table(s)"
+    )
+    # All new revisions in one env.py run; the step being applied names the culprit.
+    applying: list[Script] = []
 
-        def steps(heads, context):
-            for script in chosen:
-                applying.append(script)
-                yield RevisionStep(workspace.script.revision_map, script, True)
+    def steps(heads, context):
+        for script in chosen:
+            applying.append(script)
+            yield RevisionStep(workspace.script.revision_map, script, True)
 
-        try:
-            workspace.run(url, steps)
-        except DbtasksError as exc:
-            script = applying[-1] if applying else chosen[0]
-            text = exc.message.removeprefix("the migration failed: ")
-            result.findings.append(Finding(
-                CHECK, "fails-with-data",
-                f"the upgrade of {script.revision} fails on a database with data: {text}",
-                revision=script.revision, file=workspace.relpath(script.path),
-                remedy="add a server default or backfill before SET NOT NULL, deduplicate before a unique index, clean values before a cast",
-            ))
+    try:
+        workspace.run(url, steps)
+    except DbtasksError as exc:
+        script = applying[-1] if applying else chosen[0]
+        text = exc.message.removeprefix("the migration failed: ")
+        result.findings.append(Finding(
+            NAME, "fails-with-data",
+            f"the upgrade of {script.revision} fails on a database with data: {text}",
+            revision=script.revision, file=workspace.relpath(script.path),
+            remedy="add a server default or backfill before SET NOT NULL, deduplicate before a unique index, clean values before a cast",
+        ))
     return result
+
+
+CHECK = declare(
+    name=NAME, recipe="db-rehearse", verb="rehearse", order=50, run=run, doc=__doc__,
+    help="Apply the new revisions (SINCE=REF) to a scratch database full of generated rows",
+    needs={"history", "single_head", "scratch", "git"}, options=("since", "all_revisions"), params=(names.SINCE, names.ALL),
+)

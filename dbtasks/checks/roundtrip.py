@@ -20,19 +20,18 @@ from __future__ import annotations
 import ast
 import dataclasses
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 from alembic.runtime.migration import RevisionStep
 from alembic.script import Script
 from sqlalchemy.engine import URL
 
-from dbtasks.checks import CheckResult, Finding
+from dbtasks.checks import CheckResult, Finding, declare
 from dbtasks.checks import snapshot as snap
 from dbtasks.checks.workspace import Workspace
-from dbtasks.config import Settings
 from dbtasks.errors import ConfigError, DbtasksError, redact
 
-CHECK = "roundtrip"
+NAME = "roundtrip"
 MAX_ITEMS = 8
 
 
@@ -75,7 +74,7 @@ class _Run:
 
     def finding(self, rule: str, script: Script, message: str, remedy: str | None = None, severity: str = "error") -> None:
         self.result.findings.append(Finding(
-            CHECK, rule, message, severity, script.revision, self.workspace.relpath(script.path), None, remedy,
+            NAME, rule, message, severity, script.revision, self.workspace.relpath(script.path), None, remedy,
         ))
 
     def steps(self, heads, context) -> Iterator[RevisionStep]:
@@ -127,12 +126,12 @@ class _Run:
 
 
 def _plan(workspace: Workspace, result: CheckResult) -> list[_Item]:
-    options = workspace.options
+    options = workspace.settings
     revisions = workspace.revisions()
     untested: set[str] = set()
     if options.roundtrip_min_revision:
         minimum = workspace.get(options.roundtrip_min_revision)
-        untested = {s.revision for s in workspace.script.iterate_revisions(minimum.revision, "base")} - {minimum.revision}
+        untested = workspace.ancestors(minimum.revision) - {minimum.revision}
     irreversible = set(options.roundtrip_irreversible)
     unknown = irreversible - {s.revision for s in revisions}
     if unknown:
@@ -141,11 +140,11 @@ def _plan(workspace: Workspace, result: CheckResult) -> list[_Item]:
     for script in revisions:
         test = script.revision not in untested
         if test and script.revision in irreversible:
-            result.findings.append(Finding(CHECK, "irreversible", f"{script.revision} is listed as irreversible; its downgrade is not tested",
+            result.findings.append(Finding(NAME, "irreversible", f"{script.revision} is listed as irreversible; its downgrade is not tested",
                                            "warning", script.revision, workspace.relpath(script.path)))
             test = False
         elif test and raises_not_implemented(script):
-            result.findings.append(Finding(CHECK, "irreversible", f"the downgrade of {script.revision} raises NotImplementedError; not tested",
+            result.findings.append(Finding(NAME, "irreversible", f"the downgrade of {script.revision} raises NotImplementedError; not tested",
                                            "warning", script.revision, workspace.relpath(script.path)))
             test = False
         items.append(_Item(script, test))
@@ -166,7 +165,7 @@ def roundtrip(workspace: Workspace, url: URL, result: CheckResult) -> bool:
             text = exc.message if isinstance(exc, DbtasksError) else f"{type(exc).__name__}: {exc}"
             text = redact(text.strip().splitlines()[0] if text.strip() else type(exc).__name__)
             if isinstance(exc, NotImplementedError) and run.phase == "downgrade":
-                result.findings.append(Finding(CHECK, "irreversible", f"the downgrade of {script.revision} raises NotImplementedError; not tested",
+                result.findings.append(Finding(NAME, "irreversible", f"the downgrade of {script.revision} raises NotImplementedError; not tested",
                                                "warning", script.revision, workspace.relpath(script.path)))
             elif run.phase == "upgrade":
                 run.finding("upgrade-failed", script, f"the upgrade of {script.revision} fails on an empty database: {text}", "fix upgrade()")
@@ -182,29 +181,31 @@ def roundtrip(workspace: Workspace, url: URL, result: CheckResult) -> bool:
             items[run.pos].test = False
             applied = set()
             for head in workspace.current(url):
-                applied |= {s.revision for s in workspace.script.iterate_revisions(head, "base")}
+                applied |= workspace.ancestors(head)
             run.pos = next((i for i, it in enumerate(items) if it.script.revision not in applied), len(items))
             run.last = None
     return True
 
 
-def check_roundtrip(settings: Settings, workspace: Workspace | None = None, then: Callable[[URL], None] | None = None) -> CheckResult:
+def run(workspace: Workspace) -> CheckResult:
     """Prove each downgrade restores the schema its upgrade started from.
 
-    ``then``, when given, is called with the scratch database once it is at
-    head (``check`` runs the drift comparison there), before it is dropped.
+    The scratch database is left at head for the checks after this one
+    (``drift`` compares the models there instead of migrating again).
     """
-    workspace = workspace or Workspace(settings)
-    result = CheckResult(CHECK)
-    if len(workspace.heads()) > 1:
-        result.skipped = "multiple heads (see the heads check)"
-        return result
+    result = CheckResult(NAME)
     if not workspace.revisions():
         result.notes.append("the history has no revisions")
         return result
-    with workspace.scratch() as url:
-        reached_head = roundtrip(workspace, url, result)
-        if then is not None and reached_head:
-            then(url)
+    url = workspace.scratch()
+    if roundtrip(workspace, url, result):
+        workspace.at_head = url
     result.notes.append(f"{len(workspace.revisions())} revision(s) walked")
     return result
+
+
+CHECK = declare(
+    name=NAME, recipe="db-check-roundtrip", verb="check-roundtrip", order=30, run=run, doc=__doc__,
+    help="Prove every downgrade undoes its upgrade, revision by revision",
+    needs={"history", "single_head", "scratch"},
+)

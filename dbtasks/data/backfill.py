@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from dbtasks.config import Settings
-from dbtasks.database import connect, describe
+from dbtasks.database import connection, describe
 from dbtasks.data.tools import DataError, ProgressCallback, report
 from dbtasks.errors import UsageError
 
@@ -191,9 +191,7 @@ def run_batched(
     name = name or default_name(table, action, set_sql, where)
     user_params = dict(params or {})
     started = time.monotonic()
-    from dbtasks.server import start_hint
-
-    with connect(settings.url, start_hint(settings)) as conn:
+    with connection(settings) as conn:
         t = _resolve(conn, table)
         has_checkpoints = _checkpoint_exists(conn)
         conn.commit()
@@ -297,7 +295,7 @@ def batched_delete(settings: Settings, table: str, where: str | None = None, **o
 
 def checkpoints(settings: Settings) -> list[dict]:
     """Every recorded backfill with its progress (empty when none ran)."""
-    with connect(settings.url) as conn:
+    with connection(settings) as conn:
         if not _checkpoint_exists(conn):
             return []
         rows = conn.execute(sa.text(f"select * from {CHECKPOINTS} order by started_at")).mappings().all()

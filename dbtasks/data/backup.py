@@ -12,6 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
+from dbtasks import names
 from dbtasks.config import Settings
 from dbtasks.data.dump import FORMATS, DumpResult, dump_db, env_label, read_archive, timestamp
 from dbtasks.data.tools import DataError, DumpFileError, ProgressCallback, ensure_tool_dir
@@ -45,7 +46,7 @@ def backup_db(
     """Write ``<dir>/<db>-<env>-<UTC time>.dump``, verify it, then delete all but the newest ``keep``."""
     keep = settings.backup_keep if keep is None else keep
     if keep < 1:
-        raise UsageError(f"KEEP={keep} would delete every backup", "keep at least 1")
+        raise UsageError(f"KEEP={keep} would delete every backup", f"keep at least 1: {names.command('backup-db', KEEP=1)}")
     target = ensure_tool_dir(settings.path(str(directory)) if directory else settings.path(settings.backup_dir))
     prefix = f"{settings.database_name}-{env_label(settings)}"
     fmt = settings.dump_format if settings.dump_format in FORMATS else "custom"

@@ -31,8 +31,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
+from dbtasks import names
 from dbtasks.config import Settings
-from dbtasks.database import connect, describe
+from dbtasks.database import connection, describe
 from dbtasks.data.tools import DataError, ProgressCallback, report
 from dbtasks.errors import ConfigError, UsageError
 from dbtasks.safety import guard
@@ -81,14 +82,11 @@ class _FK:
     action: str
 
 
-def policies_from_settings(settings: Settings, older_than: str | None = None) -> tuple[list[Policy], list[str], dict[str, Any]]:
-    """Policies, orphan tables and options from ``[tool.dbtasks.cleanup]``."""
-    section = settings.extra.get("cleanup") or {}
-    if not isinstance(section, dict):
-        raise ConfigError("[tool.dbtasks] cleanup must be a table", "write [tool.dbtasks.cleanup] with a tables sub-table")
-    default_age = older_than or section.get("older_than")
+def policies_from_settings(settings: Settings, older_than: str | None = None) -> tuple[list[Policy], list[str]]:
+    """Policies and orphan tables from the settings (``[tool.dbtasks.cleanup]``)."""
+    default_age = older_than or settings.cleanup_older_than
     policies = []
-    for table, spec in (section.get("tables") or {}).items():
+    for table, spec in (settings.cleanup_tables or {}).items():
         if isinstance(spec, str):
             column, age = spec, None
         elif isinstance(spec, dict) and "column" in spec:
@@ -97,15 +95,13 @@ def policies_from_settings(settings: Settings, older_than: str | None = None) ->
             raise ConfigError(f"[tool.dbtasks.cleanup.tables] {table} needs a timestamp column", f'write {table} = "created_at" or {table} = {{ column = "created_at", older_than = "1 year" }}')
         age = older_than or age or default_age
         if not age:
-            raise ConfigError(f"no retention age for table {table}", 'pass OLDER_THAN="1 year" or set older_than in [tool.dbtasks.cleanup]')
+            raise ConfigError(f"no retention age for table {table}", f"run `{names.command('db-cleanup', OLDER_THAN='1 year')}` or set older_than in [tool.dbtasks.cleanup]")
         policies.append(Policy(table, str(column), str(age)))
-    orphans = [str(t) for t in section.get("orphans", [])]
-    options = {k: section[k] for k in ("batch_size", "lock_timeout") if k in section}
-    return policies, orphans, options
+    return policies, list(settings.cleanup_orphans)
 
 
 def _catalog(conn: sa.Connection) -> tuple[dict[int, str], list[_FK]]:
-    names = dict(conn.execute(sa.text(
+    relnames = dict(conn.execute(sa.text(
         "select c.oid, quote_ident(n.nspname) || '.' || quote_ident(c.relname) from pg_class c "
         "join pg_namespace n on n.oid = c.relnamespace where c.relkind in ('r', 'p') "
         "and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%'"
@@ -117,21 +113,21 @@ def _catalog(conn: sa.Connection) -> tuple[dict[int, str], list[_FK]]:
         "array(select quote_ident(attname) from unnest(con.confkey) with ordinality k(n, o) join pg_attribute a on a.attrelid = con.confrelid and a.attnum = k.n order by k.o) "
         "from pg_constraint con where con.contype = 'f'"
     )):
-        if row[0] in names and row[1] in names:
+        if row[0] in relnames and row[1] in relnames:
             fks.append(_FK(row[0], row[1], list(row[3]), list(row[4]), row[2]))
-    return names, fks
+    return relnames, fks
 
 
 def _oid(conn: sa.Connection, table: str) -> int:
     oid = conn.execute(sa.text("select to_regclass(:t)::oid"), {"t": table}).scalar()
     if oid is None:
-        raise ConfigError(f"cleanup policy names table {table!r}, which does not exist", "fix [tool.dbtasks.cleanup.tables]")
+        raise ConfigError(f"cleanup policy relnames table {table!r}, which does not exist", "fix [tool.dbtasks.cleanup.tables]")
     return int(oid)
 
 
 class _Planner:
-    def __init__(self, names: dict[int, str], fks: list[_FK], own: dict[int, tuple[str, str]], orphans: set[int]):
-        self.names, self.fks, self.own, self.orphans = names, fks, own, orphans
+    def __init__(self, relnames: dict[int, str], fks: list[_FK], own: dict[int, tuple[str, str]], orphans: set[int]):
+        self.relnames, self.fks, self.own, self.orphans = relnames, fks, own, orphans
         self.counter = 0
 
     def alias(self) -> str:
@@ -161,7 +157,7 @@ class _Planner:
                 inner = self.doomed(fk.parent, p := self.alias(), visiting)
                 if inner != "false":
                     join = " and ".join(f"{p}.{pc} = {alias}.{cc}" for pc, cc in zip(fk.parent_cols, fk.child_cols))
-                    terms.append(f"exists (select 1 from {self.names[fk.parent]} as {p} where {join} and ({inner}))")
+                    terms.append(f"exists (select 1 from {self.relnames[fk.parent]} as {p} where {join} and ({inner}))")
         if oid in self.orphans:
             clauses = []
             for fk in self.fks:
@@ -169,7 +165,7 @@ class _Planner:
                     c = self.alias()
                     join = " and ".join(f"{c}.{cc} = {alias}.{pc}" for pc, cc in zip(fk.parent_cols, fk.child_cols))
                     child_doomed = self.doomed(fk.child, c, visiting) if fk.child not in visiting else "false"
-                    clauses.append(f"not exists (select 1 from {self.names[fk.child]} as {c} where {join} and not ({child_doomed}))")
+                    clauses.append(f"not exists (select 1 from {self.relnames[fk.child]} as {c} where {join} and not ({child_doomed}))")
             if clauses:
                 terms.append("(" + " and ".join(clauses) + ")")
         return " or ".join(f"({t})" for t in terms) if terms else "false"
@@ -182,10 +178,10 @@ class _Planner:
             # A table is ready when no remaining table (other than itself) references it.
             ready = sorted(
                 (t for t in remaining if not any(fk.parent == t and fk.child in remaining and fk.child != t for fk in self.fks)),
-                key=lambda t: self.names[t],
+                key=lambda t: self.relnames[t],
             )
             if not ready:
-                cycle = ", ".join(sorted(self.names[t] for t in remaining))
+                cycle = ", ".join(sorted(self.relnames[t] for t in remaining))
                 raise CleanupError(f"the foreign keys between {cycle} form a cycle, so there is no leaf-first order", "clean those tables with a backfill script instead")
             ordered.extend(ready)
             remaining -= set(ready)
@@ -210,14 +206,14 @@ def cleanup(
     ``older_than`` (a PostgreSQL interval such as ``"1 year"``) overrides every
     policy's age.
     """
-    configured, conf_orphans, options = policies_from_settings(settings, older_than)
+    configured, conf_orphans = policies_from_settings(settings, older_than)
     if policies is None:
         policies = configured
     elif older_than:
         policies = [dataclasses.replace(p, older_than=older_than) for p in policies]
     orphans = conf_orphans if orphans is None else orphans
-    batch_size = int(batch_size or options.get("batch_size", 5000))
-    lock_timeout = lock_timeout or str(options.get("lock_timeout", "2s"))
+    batch_size = batch_size or settings.cleanup_batch_size
+    lock_timeout = lock_timeout or settings.cleanup_lock_timeout
     if not policies and not orphans:
         raise ConfigError(
             "no retention policies are configured",
@@ -225,11 +221,9 @@ def cleanup(
         )
     if apply:
         guard(settings, "delete old rows", confirm, ask)
-    from dbtasks.server import start_hint
-
     started = time.monotonic()
-    with connect(settings.url, start_hint(settings)) as conn:
-        names, fks = _catalog(conn)
+    with connection(settings) as conn:
+        relnames, fks = _catalog(conn)
         own: dict[int, tuple[str, str]] = {}
         cutoffs: dict[str, datetime] = {}
         params: dict[str, Any] = {}
@@ -244,14 +238,14 @@ def cleanup(
             try:
                 cutoff = conn.execute(sa.text("select now() - cast(:a as interval)"), {"a": policy.older_than}).scalar()
             except DBAPIError:
-                raise UsageError(f"{policy.older_than!r} is not a PostgreSQL interval", 'write an age such as OLDER_THAN="1 year" or "90 days"') from None
+                raise UsageError(f"{policy.older_than!r} is not a PostgreSQL interval", f"write an age such as \"1 year\" or \"90 days\": `{names.command('db-cleanup', OLDER_THAN='90 days')}`") from None
             finally:
                 conn.rollback()
             own[oid] = (exists, f"cut{i}")
             params[f"cut{i}"] = cutoff
-            cutoffs[names[oid]] = cutoff
+            cutoffs[relnames[oid]] = cutoff
         orphan_oids = {_oid(conn, t) for t in orphans}
-        planner = _Planner(names, fks, own, orphan_oids)
+        planner = _Planner(relnames, fks, own, orphan_oids)
         tables = planner.order(planner.affected())
         predicates = {oid: planner.doomed(oid, "_t", frozenset()) for oid in tables}
 
@@ -264,15 +258,15 @@ def cleanup(
 
         counts: dict[int, int] = {}
         for oid in tables:
-            counts[oid] = int(conn.execute(sa.text(f"select count(*) from {names[oid]} as _t where {predicates[oid]}"), params).scalar())
+            counts[oid] = int(conn.execute(sa.text(f"select count(*) from {relnames[oid]} as _t where {predicates[oid]}"), params).scalar())
         conn.rollback()
         if not apply:
-            steps = [Step(names[oid], reason(oid), counts[oid]) for oid in tables]
+            steps = [Step(relnames[oid], reason(oid), counts[oid]) for oid in tables]
             return CleanupResult(False, steps, cutoffs, time.monotonic() - started)
 
         steps: list[Step] = []
         for oid in tables:
-            table = names[oid]
+            table = relnames[oid]
             deleted = 0
             report(progress, f"cleanup {table}", 0, counts[oid], "rows")
             sql = sa.text(

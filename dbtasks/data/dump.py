@@ -18,21 +18,20 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from dbtasks import names
 from dbtasks.config import Settings
-from dbtasks.database import connect, describe
+from dbtasks.clients import available_clients, find_client, first_error, run_client
+from dbtasks.database import connection, describe
 from dbtasks.data.tools import (
     DataError,
     DumpFileError,
     ProgressCallback,
-    available_clients,
     ensure_tool_dir,
-    find_client,
-    first_error,
     pause_point,
     report,
-    run_client,
     server_major,
 )
+from dbtasks.server import pid_alive
 from dbtasks.errors import UsageError
 
 FORMATS = {"custom": ("c", ".dump"), "directory": ("d", ".dir")}
@@ -83,16 +82,6 @@ def timestamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_partials(directory: Path) -> list[Path]:
     """Delete ``*.partial-<pid>`` files and directories whose writer is gone."""
     removed = []
@@ -100,7 +89,7 @@ def remove_stale_partials(directory: Path) -> list[Path]:
         return removed
     for path in directory.iterdir():
         match = re.search(r"\.partial-(\d+)$", path.name)
-        if match and not _pid_alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
             else:
@@ -109,7 +98,7 @@ def remove_stale_partials(directory: Path) -> list[Path]:
     return removed
 
 
-def _size(path: Path) -> int:
+def disk_size(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size
@@ -121,9 +110,7 @@ def env_label(settings: Settings) -> str:
 
 def source_facts(settings: Settings) -> tuple[int, str, int]:
     """(server_version_num, server_version, number of tables) of the source database."""
-    from dbtasks.server import start_hint
-
-    with connect(settings.url, start_hint(settings)) as conn:
+    with connection(settings) as conn:
         num = int(conn.execute(sa.text("show server_version_num")).scalar())
         version = str(conn.execute(sa.text("show server_version")).scalar())
         tables = int(conn.execute(sa.text(
@@ -217,7 +204,7 @@ def dump_db(
         revision = archive_revision(final, settings.pg_bin)
     except DataError:
         pass
-    return DumpResult(final, fmt, _size(final), version, pg_dump.version, tables, excluded, revision, time.monotonic() - started)
+    return DumpResult(final, fmt, disk_size(final), version, pg_dump.version, tables, excluded, revision, time.monotonic() - started)
 
 
 # -- reading an archive --------------------------------------------------------------
@@ -233,10 +220,10 @@ def _reader(pg_bin: str | None):
 
 def check_archive_path(path: str | Path | None) -> Path:
     if path is None or str(path).strip() == "":
-        raise UsageError("no dump file given", "pass FILE=path/to/file.dump (or --file)")
+        raise UsageError("no dump file given", f"e.g. `{names.command('restore-db', FILE='path/to/file.dump')}`")
     p = Path(path).expanduser()
     if not p.exists():
-        raise DumpFileError(f"dump file {p} does not exist", "check the path; `make dump-db` writes dumps to dumps/")
+        raise DumpFileError(f"dump file {p} does not exist", f"check the path; `{names.command('dump-db')}` writes dumps to dumps/")
     if p.is_dir() and not (p / "toc.dat").is_file():
         raise DumpFileError(f"{p} is a directory but not a pg_dump directory archive (no toc.dat)", "pass a file written by `dbtasks dump-db`")
     return p
@@ -254,7 +241,7 @@ def read_archive(path: str | Path, pg_bin: str | None = None) -> ArchiveInfo:
                 f"{p} was written by a pg_dump newer than any installed pg_restore ({reason})",
                 "install a newer PostgreSQL client or set PG_BIN to its bin directory",
             )
-        raise DumpFileError(f"{p} is not a readable pg_dump archive ({reason})", "it may be truncated or corrupt; make a fresh dump with `make dump-db`")
+        raise DumpFileError(f"{p} is not a readable pg_dump archive ({reason})", f"it may be truncated or corrupt; make a fresh dump with `{names.command('dump-db')}`")
 
     def header(key: str) -> str:
         match = re.search(rf"^;\s+{re.escape(key)}:\s*(.+)$", proc.stdout, re.M)

@@ -22,6 +22,7 @@ or the new one, complete; the next run drops whatever is left over.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import dataclasses
 import re
 import time
@@ -34,18 +35,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
+from dbtasks import names
 from dbtasks.config import Settings, load_settings
-from dbtasks.database import admin_url, connect, create_database, describe, drop_database, quote_ident
+from dbtasks.clients import ClientVersionError, find_client, first_error, run_client
+from dbtasks.database import advisory_lock, admin_url, connect, create_database, describe, drop_database, quote_ident, start_hint
 from dbtasks.data.dump import ArchiveInfo, DumpResult, archive_revision, dump_db, read_archive
 from dbtasks.data.tools import (
-    ClientVersionError,
     DataError,
     ProgressCallback,
-    find_client,
-    first_error,
     pause_point,
     report,
-    run_client,
     server_major,
 )
 from dbtasks.errors import DbtasksError, ProtectedEnvironment, UsageError
@@ -98,21 +97,16 @@ def leftovers(url: URL, target: str) -> list[str]:
 def restore_lock(url: URL, target: str) -> Iterator[None]:
     """One restore per target at a time; the lock dies with the process holding it."""
     key = zlib.crc32(f"dbtasks:restore:{target}".encode())
-    with connect(admin_url(url), autocommit=True) as conn:
-        got = conn.execute(sa.text("select pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+    with connect(admin_url(url), autocommit=True) as conn, advisory_lock(conn, key, wait=False) as got:
         if not got:
             raise DataError(f"another restore into {target!r} is running on {describe(url)}", "wait for it to finish, then run again")
-        try:
-            yield
-        finally:
-            conn.execute(sa.text("select pg_advisory_unlock(:k)"), {"k": key})
+        yield
 
 
-def _facts(url: URL, target: str) -> tuple[int, str | None, bool]:
-    """(server_version_num, owner of target or None, current user is superuser)."""
-    from dbtasks.server import START_HINT
-
-    with connect(admin_url(url), START_HINT, autocommit=True) as conn:
+def _facts(settings: Settings) -> tuple[int, str | None, bool]:
+    """(server_version_num, owner of the target database or None, current user is superuser)."""
+    target = settings.database_name
+    with connect(admin_url(settings.url), start_hint(settings), autocommit=True, origin=settings.url_origin) as conn:
         num = int(conn.execute(sa.text("show server_version_num")).scalar())
         owner = conn.execute(
             sa.text("select pg_get_userbyid(datdba) from pg_database where datname = :n"), {"n": target}
@@ -164,7 +158,7 @@ def _check_versions(info: ArchiveInfo, version_num: int, url: URL) -> None:
     if info.from_major and info.from_major > target_major:
         raise ClientVersionError(
             f"{info.path} is a dump of a PostgreSQL {info.from_major} server, newer than the PostgreSQL {target_major} server at {describe(url)}",
-            f"restore it into a PostgreSQL {info.from_major} or newer server (e.g. PG_BIN=<PostgreSQL {info.from_major} bin> make volume-recreate)",
+            f"restore it into a PostgreSQL {info.from_major} or newer server (e.g. PG_BIN=<PostgreSQL {info.from_major} bin> {names.command('volume-recreate')})",
         )
 
 
@@ -263,7 +257,7 @@ def _restore_full(settings: Settings, info: ArchiveInfo, jobs: int | None, owner
     started = time.monotonic()
     jobs = jobs or settings.restore_jobs
     url = settings.url
-    version_num, current_owner, superuser = _facts(url, settings.database_name)
+    version_num, current_owner, superuser = _facts(settings)
     _check_versions(info, version_num, url)
     major = server_major(version_num)
     pg_restore = find_client("pg_restore", settings.pg_bin, min_major=max(info.by_major, 0), prefer=major, why=f"{info.path.name} was written by pg_dump {info.dumped_by}")
@@ -282,7 +276,7 @@ def _restore_full(settings: Settings, info: ArchiveInfo, jobs: int | None, owner
 
 def source_settings(settings: Settings, source_env: str) -> Settings:
     if not source_env or not source_env.strip():
-        raise UsageError("no source environment given", "pass FROM=<env> (reads <ENV>_DATABASE_URL), e.g. FROM=prod")
+        raise UsageError("no source environment given", f"name it (it reads <ENV>_DATABASE_URL), e.g. `{names.command('dump-and-restore', FROM='prod')}`")
     return load_settings({"env": source_env.strip(), "alembic_ini": settings.alembic_ini}, project_dir=settings.project_dir)
 
 
@@ -319,11 +313,11 @@ def dump_and_restore(
     if _same_database(source.url, settings.url):
         raise UsageError(f"source {source_env!r} and target are the same database ({describe(settings.url)})", "pick another FROM, or another target DATABASE_URL")
     # Check the target answers before spending time on a dump.
-    version_num, current_owner, superuser = _facts(settings.url, settings.database_name)
+    version_num, current_owner, superuser = _facts(settings)
     if mode == "schema" and not superuser:
         raise DataError(
             "MODE=schema loads rows with triggers disabled, which needs a superuser on the local server",
-            "connect as a superuser, or use MODE=full",
+            f"connect as a superuser, or use `{names.command('dump-and-restore', FROM='<env>', MODE='full')}`",
         )
     dump_settings = settings.with_(dump_format="custom") if settings.dump_format not in ("custom", "directory") else settings
     dumped = dump_db(source.with_(dump_dir=str(dump_settings.path(settings.dump_dir)), dump_format=dump_settings.dump_format), progress=progress)
@@ -336,8 +330,6 @@ def dump_and_restore(
             result = _restore_schema(settings, info, version_num, jobs, owner, current_owner, superuser, progress)
     finally:
         if not keep_dump:
-            import shutil
-
             if dumped.path.is_dir():
                 shutil.rmtree(dumped.path, ignore_errors=True)
             else:
@@ -353,7 +345,7 @@ def _restore_schema(settings: Settings, info: ArchiveInfo, version_num: int, job
     _check_versions(info, version_num, settings.url)
     revision = archive_revision(info.path, settings.pg_bin)
     if not revision:
-        raise DataError(f"{info.path.name} holds no alembic_version rows, so its schema revision is unknown", "use MODE=full for a plain restore")
+        raise DataError(f"{info.path.name} holds no alembic_version rows, so its schema revision is unknown", f"use `{names.command('dump-and-restore', FROM='<env>', MODE='full')}` for a plain restore")
     revisions = revision.split(",")
     script = migrations.script_directory(settings)
     for rev in revisions:
@@ -362,7 +354,7 @@ def _restore_schema(settings: Settings, info: ArchiveInfo, version_num: int, job
         except Exception:  # noqa: BLE001 - alembic raises several kinds for an unknown id
             raise DataError(
                 f"the dump is at revision {rev}, which this checkout's migrations do not have",
-                "pull the branch that has it, or use MODE=full",
+                f"pull the branch that has it, or use `{names.command('dump-and-restore', FROM='<env>', MODE='full')}`",
             ) from None
     major = server_major(version_num)
     pg_restore = find_client("pg_restore", settings.pg_bin, min_major=info.by_major, prefer=major, why=f"{info.path.name} was written by pg_dump {info.dumped_by}")
@@ -371,16 +363,15 @@ def _restore_schema(settings: Settings, info: ArchiveInfo, version_num: int, job
     tables = len(info.data_entries)
 
     def build(scratch: URL) -> None:
-        scratch_settings = settings.with_(database_url=scratch.render_as_string(hide_password=False), env=None)
         report(progress, "schema", 0, 2, "steps", f"migrations at {revision}")
         for rev in revisions:
-            migrations.upgrade(scratch_settings, rev)
+            migrations.upgrade_scratch(settings, scratch, rev, script)
         with connect(scratch) as conn, conn.begin():
             # The dump's own alembic_version rows are loaded with the data.
             conn.execute(sa.text("delete from alembic_version"))
         report(progress, "schema", 1, 2, "steps")
         run_pg_restore(pg_restore_args(pg_restore.path, info.path, scratch.database, jobs, role, data_only=True), scratch, tables, progress, "data")
-        migrations.upgrade(scratch_settings, "head")
+        migrations.upgrade_scratch(settings, scratch, "heads", script)
         report(progress, "schema", 2, 2, "steps", "upgraded to head")
 
     replaced, cleaned = _into_scratch(settings, version_num, build, _owner(settings, owner, current_owner, superuser))

@@ -31,9 +31,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from dbtasks import names
 from dbtasks.config import Settings
 from dbtasks.data.tools import DataError, ProgressCallback
-from dbtasks.database import connect, make_engine
+from dbtasks.database import connection, make_engine
 from dbtasks.errors import DbtasksError, UsageError, redact
 from dbtasks.safety import guard
 
@@ -55,7 +56,7 @@ class ScriptResult:
 def resolve_script(settings: Settings, path: str | Path | None) -> Path:
     """The script's real path, refused unless it is a file inside the project."""
     if path is None or not str(path).strip():
-        raise UsageError("no script given", "pass SCRIPT=scripts/backfills/<name>.py")
+        raise UsageError("no script given", f"e.g. `{names.command('run-script', SCRIPT='scripts/backfills/<name>.py')}`")
     raw = Path(path).expanduser()
     candidate = raw if raw.is_absolute() else (Path.cwd() / raw)
     real = candidate.resolve()
@@ -124,14 +125,12 @@ def run_script(
         kwargs["progress"] = progress
     if "dry_run" in params:
         kwargs["dry_run"] = dry_run
-    from dbtasks.server import start_hint
-
     started = time.monotonic()
     try:
         if "session" not in params and "connection" not in params:
             result = main(**kwargs)
         elif transactional:
-            with connect(settings.url, start_hint(settings)) as conn:
+            with connection(settings) as conn:
                 trans = conn.begin()
                 try:
                     if "session" in params:
@@ -158,7 +157,7 @@ def run_script(
                 finally:
                     engine.dispose()
             else:
-                with connect(settings.url, start_hint(settings)) as conn:
+                with connection(settings) as conn:
                     result = main(connection=conn, **kwargs)
                     if conn.in_transaction():
                         conn.commit()

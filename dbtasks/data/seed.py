@@ -6,7 +6,7 @@ import importlib
 import sys
 
 from dbtasks.config import Settings
-from dbtasks.database import connect
+from dbtasks.database import connection
 from dbtasks.errors import ConfigError
 from dbtasks.migrations import translate_errors
 from dbtasks.safety import guard
@@ -34,9 +34,7 @@ def seed(settings: Settings, confirm: str | None = None, ask=None) -> dict[str, 
     if project not in sys.path:
         sys.path.insert(0, project)
     fn = load_callable(settings.seed)
-    from dbtasks.server import start_hint
-
-    with translate_errors(settings), connect(settings.url, start_hint(settings)) as conn:
+    with translate_errors(settings), connection(settings) as conn:
         with conn.begin():
             result = fn(conn)
     return dict(result or {})

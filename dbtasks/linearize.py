@@ -25,9 +25,10 @@ from pathlib import Path
 
 from alembic.script import Script, ScriptDirectory
 
+from dbtasks import names
 from dbtasks.config import Settings
 from dbtasks.errors import DbtasksError, MigrationError, NothingToDo, UsageError
-from dbtasks.migrations import script_directory, translate_errors
+from dbtasks.migrations import current_revisions, revision_ids, script_directory, translate_errors
 
 
 @dataclasses.dataclass
@@ -46,12 +47,6 @@ class LinearizeResult:
     moves: list[Move]
     head: str
     notes: list[str] = dataclasses.field(default_factory=list)
-
-
-def _ids(down) -> tuple[str, ...]:
-    if not down:
-        return ()
-    return tuple(down) if isinstance(down, (list, tuple)) else (down,)
 
 
 def _created(script: Script) -> tuple:
@@ -108,8 +103,6 @@ def rewrite_parent(path: Path, new_parent: str) -> None:
 
 def _applied(settings: Settings, script: ScriptDirectory) -> tuple[set[str] | None, str | None]:
     """Revisions applied in the settings' database (None when it cannot be reached)."""
-    from dbtasks.migrations import current_revisions
-
     try:
         current = current_revisions(settings)
     except DbtasksError as exc:
@@ -162,13 +155,13 @@ def linearize(settings: Settings, check_database: bool = True) -> LinearizeResul
         for head in order[1:]:
             branch = branches[head]
             if not branch:
-                raise MigrationError(f"head {head} has no revisions of its own to move", "use `make db-migrate-merge-heads`")
+                raise MigrationError(f"head {head} has no revisions of its own to move", f"use `{names.command('db-migrate-merge-heads')}`")
             merges = [s.revision for s in branch if s.is_merge_point]
             first = branch[0]
-            if merges or len(_ids(first.down_revision)) != 1:
+            if merges or len(revision_ids(first.down_revision)) != 1:
                 raise UsageError(
                     f"the branch of {head} contains merge revisions ({', '.join(merges or [first.revision])}); it cannot be linearized",
-                    "run `make db-migrate-merge-heads` instead",
+                    f"{names.run('db-migrate-merge-heads')} instead",
                 )
             plan.append((first, tip, branch))
             tip = head
@@ -176,14 +169,14 @@ def linearize(settings: Settings, check_database: bool = True) -> LinearizeResul
         for first, _parent, branch in plan:
             moved_applied = [s.revision for s in branch if s.revision in applied]
             if moved_applied:
-                parent = _ids(first.down_revision)[0]
+                parent = revision_ids(first.down_revision)[0]
                 raise MigrationError(
                     f"revision(s) {', '.join(moved_applied)} would move but are applied in the database",
-                    f"downgrade them first: `dbtasks downgrade --to {parent}` (make db-migrate-down STEPS={len(moved_applied)}), then linearize and upgrade",
+                    f"downgrade them first: `{names.command('db-migrate-down', STEPS=len(moved_applied))}`, then linearize and upgrade",
                 )
     moves = []
     for first, parent, branch in plan:
-        old = _ids(first.down_revision)[0]
+        old = revision_ids(first.down_revision)[0]
         rewrite_parent(Path(first.path), parent)
         format_file(first.path)
         moves.append(Move(first.revision, first.path, old, parent, [s.revision for s in branch]))
@@ -191,5 +184,5 @@ def linearize(settings: Settings, check_database: bool = True) -> LinearizeResul
     with translate_errors(settings):
         new_heads = final.get_heads()
     if len(new_heads) != 1:  # pragma: no cover - the plan guarantees one head
-        raise MigrationError(f"linearize left {len(new_heads)} heads ({', '.join(new_heads)})", "merge them with `make db-migrate-merge-heads`")
+        raise MigrationError(f"linearize left {len(new_heads)} heads ({', '.join(new_heads)})", f"merge them with `{names.command('db-migrate-merge-heads')}`")
     return LinearizeResult(moves, new_heads[0], notes)

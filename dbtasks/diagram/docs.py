@@ -1,0 +1,247 @@
+"""Generating the schema docs, writing them, and comparing them with the checked-in files.
+
+:func:`source_database` gives the database to draw: a scratch database
+migrated to head (so the result depends on the migrations only, never on what
+a developer's database happens to hold) or, with ``from_database``, the
+configured one. :func:`generate` reads its catalog and renders every file in
+memory; :func:`regenerate_db_diagram` writes the ones whose content changed
+(nothing unless every file could be generated); :func:`compare_docs` reports,
+as plain data, which checked-in files are missing or stale.
+:mod:`dbtasks.checks.docs` turns that report into the ``docs`` check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import difflib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy.engine import URL
+
+from dbtasks.config import Settings
+from dbtasks.database import connect, connection, scratch
+from dbtasks.diagram.catalog import Schema, read_catalog
+from dbtasks.diagram.graphviz import GRAPHVIZ_HINT, dot_digest, find_dot, render_dot, render_svg, svg_digest
+from dbtasks.diagram.mermaid import render_mermaid
+from dbtasks.diagram.options import DocsError, DocsOptions, docs_options
+from dbtasks.diagram.schema_sql import dump_schema
+from dbtasks.errors import UsageError
+from dbtasks.migrations import upgrade_scratch
+
+DIAGRAM_FILE = "diagram.mmd"
+SCHEMA_FILE = "schema.sql"
+SVG_FILE = "diagram.svg"
+
+
+# -- the source database --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def source_database(settings: Settings, from_database: bool = False) -> Iterator[URL]:
+    """The database to draw: the configured one, or a scratch one migrated to head.
+
+    The scratch database lives on the configured database's server (the local
+    one after ``make init``), starts from ``template0`` and is dropped
+    afterwards, whatever happens.
+    """
+    if from_database:
+        with connection(settings):
+            pass
+        yield settings.url
+        return
+    if settings.is_protected:
+        raise UsageError(
+            f"regenerate-db-diagram migrates a scratch database, and {settings.env!r} is a protected environment",
+            "pass --from-database (make or just: FROM_DATABASE=1) to draw that database as it is",
+        )
+    # template0, not template1: whatever a machine added to template1 must not show up in the docs
+    with scratch(settings, "template0", "dbtasks_docs", why="the docs are drawn from a scratch database (or pass --from-database)") as url:
+        upgrade_scratch(settings, url, "head")
+        yield url
+
+
+# -- the verbs ------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class GeneratedDocs:
+    """The files as they should be, in memory."""
+
+    schema: Schema
+    files: dict[str, str]  # file name -> content (diagram.mmd, schema.sql)
+    dot: str
+    svg: str | None = None  # rendered when asked and dot is installed
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def generate(settings: Settings, options: DocsOptions | None = None, from_database: bool = False, render: bool = True) -> GeneratedDocs:
+    """Read the schema (scratch database at head, or the configured one) and render every file."""
+    options = options or docs_options(settings)
+    with source_database(settings, from_database) as url:
+        with connect(url) as conn:
+            schema = read_catalog(conn, options)
+            conn.rollback()
+        sql = dump_schema(settings, url, schema, options)
+    docs = GeneratedDocs(schema, {DIAGRAM_FILE: render_mermaid(schema), SCHEMA_FILE: sql}, render_dot(schema))
+    if render and options.svg is not False:
+        dot = find_dot()
+        if dot:
+            docs.svg = render_svg(docs.dot, dot)
+        elif options.svg:
+            raise DocsError("svg = true, but Graphviz `dot` is not installed", GRAPHVIZ_HINT)
+        else:
+            docs.notes.append(f"{SVG_FILE} not rendered: Graphviz `dot` is not installed; {GRAPHVIZ_HINT}")
+    return docs
+
+
+@dataclasses.dataclass
+class WrittenFile:
+    path: Path
+    status: str  # written, unchanged, stale (could not be refreshed)
+
+
+@dataclasses.dataclass
+class RegenerateResult:
+    files: list[WrittenFile]
+    tables: int
+    relationships: int
+    notes: list[str]
+
+
+def output_dir(settings: Settings, options: DocsOptions) -> Path:
+    path = settings.path(options.output_dir)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"the diagram output directory {path} is a file", "pass --output-dir with a directory")
+    return path
+
+
+def _write_if_changed(path: Path, content: str) -> bool:
+    try:
+        if path.read_text() == content:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(content)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return True
+
+
+def regenerate_db_diagram(settings: Settings, options: DocsOptions | None = None, from_database: bool = False) -> RegenerateResult:
+    """Write diagram.mmd, schema.sql (and diagram.svg when dot is installed) from the schema at head.
+
+    Files whose content is unchanged are not rewritten. Nothing is written
+    unless every file could be generated.
+    """
+    options = options or docs_options(settings)
+    directory = output_dir(settings, options)
+    docs = generate(settings, options, from_database)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {directory}: {exc.strerror}", "pass --output-dir with a writable directory") from None
+    written = []
+    for name in (DIAGRAM_FILE, SCHEMA_FILE):
+        path = directory / name
+        written.append(WrittenFile(path, "written" if _write_if_changed(path, docs.files[name]) else "unchanged"))
+    notes = list(docs.notes)
+    svg_path = directory / SVG_FILE
+    if docs.svg is not None:
+        current = _read(svg_path)
+        if current is not None and svg_digest(current) == dot_digest(docs.dot):
+            written.append(WrittenFile(svg_path, "unchanged"))  # same picture; keep this Graphviz's layout
+        else:
+            _write_if_changed(svg_path, docs.svg)
+            written.append(WrittenFile(svg_path, "written"))
+    elif svg_path.exists() and svg_digest(_read(svg_path) or "") != dot_digest(docs.dot):
+        written.append(WrittenFile(svg_path, "stale"))
+        notes.append(f"{svg_path.name} is now stale and `check-db-docs` will fail; {GRAPHVIZ_HINT}")
+    return RegenerateResult(written, len(docs.schema.tables), len(docs.schema.relationships), notes)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+MAX_DIFF_LINES = 200
+
+
+def unified_diff(committed: str, fresh: str, name: str) -> str:
+    """A unified diff from the checked-in file to the regenerated one (long ones cut)."""
+    lines = list(difflib.unified_diff(
+        committed.splitlines(keepends=True), fresh.splitlines(keepends=True),
+        fromfile=f"{name} (checked in)", tofile=f"{name} (regenerated)",
+    ))
+    if len(lines) > MAX_DIFF_LINES:
+        lines = lines[:MAX_DIFF_LINES] + [f"... {len(lines) - MAX_DIFF_LINES} more diff lines\n"]
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines).rstrip("\n")
+
+
+@dataclasses.dataclass(frozen=True)
+class StaleFile:
+    """A checked-in file that differs from what would be generated now."""
+
+    name: str  # diagram.mmd, schema.sql or diagram.svg
+    path: str  # as shown: relative to the project directory when inside it
+    rule: str  # missing, stale (with a diff) or stale-svg (drawn from another schema)
+    message: str  # what is wrong; for a stale text file, followed by the unified diff
+
+
+@dataclasses.dataclass
+class DocsComparison:
+    """The checked-in files against the schema: what is stale, and notes."""
+
+    stale: list[StaleFile] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def compare_docs(settings: Settings, options: DocsOptions | None = None, from_database: bool = False) -> DocsComparison:
+    """Regenerate in memory and compare with the checked-in files.
+
+    A missing or different diagram.mmd or schema.sql is a :class:`StaleFile`
+    whose message carries the unified diff; a diagram.svg whose recorded DOT
+    digest differs from the regenerated DOT is one too (no Graphviz needed
+    for that). An absent diagram.svg is only a note: it is optional.
+    """
+    options = options or docs_options(settings)
+    directory = output_dir(settings, options)
+    docs = generate(settings, options, from_database, render=False)
+    result = DocsComparison()
+    for name in (DIAGRAM_FILE, SCHEMA_FILE):
+        path = directory / name
+        shown = _relative(path, settings.project_dir)
+        committed = _read(path)
+        if committed is None:
+            result.stale.append(StaleFile(name, shown, "missing", f"{shown} is missing"))
+        elif committed != docs.files[name]:
+            diff = unified_diff(committed, docs.files[name], shown)
+            result.stale.append(StaleFile(name, shown, "stale", f"{shown} is stale: it differs from the schema at head\n{diff}"))
+    svg_path = directory / SVG_FILE
+    svg = _read(svg_path)
+    shown = _relative(svg_path, settings.project_dir)
+    if svg is not None and svg_digest(svg) != dot_digest(docs.dot):
+        result.stale.append(StaleFile(SVG_FILE, shown, "stale-svg", f"{shown} is stale: it was drawn from another schema"))
+    elif svg is None:
+        result.notes.append(f"{shown} is absent (optional; rendered when Graphviz dot is installed)")
+    return result
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
