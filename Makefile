@@ -22,7 +22,8 @@ export DBTASKS_RUNNER := make
 override MIGRATE_MSG := $(value MIGRATE_MSG)
 override CHANGE := $(value CHANGE)
 override STEPS := $(value STEPS)
-export MIGRATE_MSG CHANGE STEPS
+override TO := $(value TO)
+export MIGRATE_MSG CHANGE STEPS TO
 ifdef ENV
 export DBTASKS_ENV := $(ENV)
 endif
@@ -78,7 +79,7 @@ upgrade-db: ## Alias of db-migrate
 upgrade-prod-db: ## Upgrade the prod environment (PROD_DATABASE_URL) to head, after confirmation
 	DBTASKS_ENV=prod $(DBTASKS) upgrade
 
-db-migrate-down: ## Undo the last STEPS revisions (default 1)
+db-migrate-down: ## Undo the last STEPS revisions (default 1), or down to TO=<revision>
 	$(DBTASKS) downgrade
 
 db-migrate-down-all: ## Undo every revision down to base (protected)

@@ -5,6 +5,8 @@
 #   just ENV=staging CONFIRM=staging_db db-migrate
 
 set positional-arguments := false
+# Print what a recipe outputs, not the command line it runs.
+set quiet := true
 
 python := env_var_or_default("PYTHON", "python3")
 venv := env_var_or_default("VENV", ".venv")
@@ -19,6 +21,8 @@ ENV := env_var_or_default("ENV", "")
 CONFIRM := env_var_or_default("CONFIRM", "")
 export DBTASKS_ENV := ENV
 export DBTASKS_CONFIRM := CONFIRM
+# Parallel pg_dump/pg_restore jobs of dump-db, restore-db and dump-and-restore (JOBS=4 just dump-db).
+export JOBS := env_var_or_default("JOBS", "")
 
 # List the recipes
 help:
@@ -76,8 +80,8 @@ upgrade-db:
 upgrade-prod-db:
     DBTASKS_ENV=prod {{dbtasks}} upgrade
 
-# Undo the last STEPS revisions (default 1)
-db-migrate-down $STEPS="1":
+# Undo the last STEPS revisions (default 1), or down to TO=<revision>
+db-migrate-down $STEPS=env_var_or_default("STEPS", "") $TO=env_var_or_default("TO", ""):
     {{dbtasks}} downgrade
 
 # Undo every revision down to base (protected)

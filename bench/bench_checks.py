@@ -120,12 +120,12 @@ def run_pytest_alembic(settings) -> float:
     from pytest_alembic.config import Config as PAConfig
     from pytest_alembic.tests import default as builtin
 
-    from dbtasks.database import make_engine, scratch_database
+    from dbtasks.database import make_engine, scratch
     from dbtasks.migrations import alembic_config
 
     started = time.perf_counter()
     for test in (builtin.test_single_head_revision, builtin.test_upgrade, builtin.test_model_definitions_match_ddl, builtin.test_up_down_consistency):
-        with scratch_database(settings.url, prefix="bench_pa") as url:
+        with scratch(settings, prefix="bench_pa") as url:
             engine = make_engine(url)
             try:
                 config = alembic_config(settings.with_(database_url=url.render_as_string(hide_password=False)), quiet=True)
@@ -141,10 +141,11 @@ def run_pytest_alembic(settings) -> float:
 
 
 def run_dbtasks(settings) -> tuple[float, list]:
-    from dbtasks.checks.runner import run_checks
+    from dbtasks.checks.runner import registry, run_checks
 
     started = time.perf_counter()
-    results = run_checks(settings, all_revisions=True, include_docs=False)
+    only = tuple(c.name for c in registry() if c.name != "docs")
+    results = run_checks(settings.with_(all_revisions=True), only)
     return time.perf_counter() - started, results
 
 

@@ -32,7 +32,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from dbtasks.config import load_settings  # noqa: E402
 from dbtasks.data.restore import restore_db  # noqa: E402
-from dbtasks.data.tools import client_environment, find_client  # noqa: E402
+from dbtasks.clients import client_environment, find_client  # noqa: E402
 from dbtasks.database import create_database, drop_database, make_engine, server_version  # noqa: E402
 
 TABLES = 8

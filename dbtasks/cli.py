@@ -280,14 +280,14 @@ def upgrade(c: Ctx, target: str) -> None:
 
 @cli.command()
 @setting_option("steps", "--steps")
-@click.option("--to", "target", metavar="REVISION", help="Downgrade to this revision instead.")
+@setting_option("to_revision", "--to", metavar="REVISION")
 @confirm_option
 @pass_ctx
-def downgrade(c: Ctx, target: str | None) -> None:
+def downgrade(c: Ctx) -> None:
     """Undo the last STEPS revisions (default 1), or down to --to REVISION."""
     from dbtasks import migrations
 
-    steps = c.settings.steps
+    steps, target = c.settings.steps, c.settings.to_revision
     if steps is not None and target:
         raise click.UsageError("pass --steps or --to, not both")
     result = migrations.downgrade(c.settings, steps if steps is not None else (None if target else 1), target, c.settings.confirm, _ask())

@@ -228,6 +228,7 @@ class Settings:
     lock_timeout: str = setting("5s", "DBTASKS_LOCK_TIMEOUT", "PostgreSQL lock_timeout while migrating.", group="migrations")
     message: str | None = setting(None, "MIGRATE_MSG", "What a new revision does (db-migrate-create, db-migrate-empty).", argument=True, group="migrations")
     steps: int | None = setting(None, "STEPS", "How many revisions db-migrate-down undoes (default 1).", parse_positive_int, argument=True, group="migrations")
+    to_revision: str | None = setting(None, "TO", "The revision db-migrate-down goes down to, instead of STEPS (base: every revision).", argument=True, group="migrations")
 
     # -- guardrails ------------------------------------------------------------------------
     since: str = setting("origin/main", "DBTASKS_SINCE", "Git base: lint and rehearse only revisions added or changed since it (falls back to main, then to all).", make="SINCE", group="checks", aliases=("DBTASKS_LINT_SINCE", "lint_since"))

@@ -172,7 +172,7 @@ def linearize(settings: Settings, check_database: bool = True) -> LinearizeResul
                 parent = revision_ids(first.down_revision)[0]
                 raise MigrationError(
                     f"revision(s) {', '.join(moved_applied)} would move but are applied in the database",
-                    f"downgrade them first: `{names.command('db-migrate-down', STEPS=len(moved_applied))}`, then linearize and upgrade",
+                    f"downgrade them first: `{names.command('db-migrate-down', TO=parent)}`, then linearize and upgrade",
                 )
     moves = []
     for first, parent, branch in plan:

@@ -79,7 +79,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str, code
     assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
     err = proc.stderr.strip()
     assert "Traceback" not in err and "Traceback" not in proc.stdout, err
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("INFO ", "make:", "error: Recipe"))]
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("INFO ", "make:", "error: Recipe", "error: recipe `"))]
     assert len(lines) == 1, err
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])

@@ -20,7 +20,7 @@ def test_missing_migration_is_drift_with_rendered_operation_and_remedy(tmp_path,
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "drift/model-drift [a0a0a0a0a001]" in proc.stdout
     assert "op.add_column('users', sa.Column('age', sa.Integer(), nullable=True))" in proc.stdout
-    assert 'make db-migrate-create MIGRATE_MSG=' in proc.stdout
+    assert 'dbtasks revision --autogenerate --message "describe the change"' in proc.stdout
     as_json = check(["check-migrations", "--format", "json"], example("drift_missing_column", tmp_path / "j"), dbtasks_server_url)
     assert [(f["rule"], f["revision"]) for f in findings(as_json)] == [("model-drift", "a0a0a0a0a001")]
 

@@ -26,7 +26,7 @@ def test_two_heads_fail_naming_each_head_file_and_both_fixes(tmp_path):
     assert "heads/multiple-heads [c1c1c1c1c101] migrations/versions/2026_01_02_c1c1c1c1c101_add_bio.py" in out
     assert "heads/multiple-heads [d1d1d1d1d101] migrations/versions/2026_01_02_d1d1d1d1d101_add_age.py" in out
     assert "add users.bio" in out and "add users.age" in out
-    assert "make db-migrate-merge-heads" in out and "make db-migrate-linearize" in out
+    assert "`dbtasks merge-heads`" in out and "`dbtasks linearize`" in out
 
 
 def test_merge_heads_fixes_two_heads_and_the_merged_history_roundtrips(tmp_path, dbtasks_server_url):

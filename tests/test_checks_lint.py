@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from .checks_helpers import example, findings, git, git_history, rules
 from .conftest import assert_one_line_error, run
 
@@ -14,9 +16,13 @@ def lint(project, *args, **env):
 
 def test_clean_and_safe_revisions_pass(tmp_path):
     for case in ("clean", "lint_safe_sql", "lint_suppressed"):
-        proc = lint(example(case, tmp_path), "--all")
+        project = example(case, tmp_path)
+        proc = run(["lint", "--all"], project, **NO_SERVER)
         assert proc.returncode == 0, (case, proc.stdout, proc.stderr)
-        assert findings(proc) == []
+        assert proc.stdout == "lint: ok\n", (case, proc.stdout)
+        # every revision was looked at, not none
+        n = len(list((project / "migrations" / "versions").glob("*.py")))
+        assert proc.stderr == f"note: lint: linted {n} revision(s): all revisions\n", (case, proc.stderr)
 
 
 def test_json_findings_have_the_documented_keys(tmp_path):
@@ -39,6 +45,7 @@ def test_allow_list_accepts_a_package(tmp_path):
     project = example("lint_app_import", tmp_path)
     proc = lint(project, "--all", DBTASKS_LINT_ALLOWED_IMPORTS="models")
     assert proc.returncode == 0, proc.stdout
+    assert findings(proc) == []  # without the allow-list: self-contained (test above)
 
 
 def test_unimportable_revision_is_a_finding_and_the_others_are_still_linted(tmp_path):
@@ -106,11 +113,22 @@ def test_since_lints_only_new_revisions(tmp_path):
     proc = lint(project)  # default origin/main does not exist here: falls back to main
     assert proc.returncode == 1
     assert {r[1] for r in rules(proc)} == {"9a9a9a9a9a06"}
-    assert "using 'main'" in proc.stderr or proc.stderr == ""
-    # an uncommitted new revision is in scope too
+    text = run(["lint"], project, **NO_SERVER)  # the notes go to stderr with text output
+    assert text.returncode == 1 and "[9a9a9a9a9a06]" in text.stdout, text.stdout
+    assert text.stderr.splitlines() == [
+        "note: lint: git base 'origin/main' does not exist: using 'main'",
+        "note: lint: linted 1 revision(s): revisions added or changed since main",
+    ]
+    new = next((project / "migrations" / "versions").glob("*9a9a9a9a9a06*"))
+    new_text = new.read_text()
     git(project, "checkout", "-q", "main")
     proc = lint(project, "--since", "main")
     assert proc.returncode == 0 and findings(proc) == []
+    # an uncommitted new revision is in scope too
+    new.write_text(new_text)
+    proc = lint(project, "--since", "main")
+    assert proc.returncode == 1 and {r[1] for r in rules(proc)} == {"9a9a9a9a9a06"}
+    new.unlink()
     proc = lint(project, "--all")
     assert len({r[1] for r in rules(proc)}) == 5  # 01..05 on main
     proc = run(["lint", "--since", "no-such-branch"], project, **NO_SERVER)
@@ -122,10 +140,11 @@ def test_made_with_make_and_just(tmp_path):
     import subprocess
 
     project = example("lint_app_import", tmp_path)
-    for cmd in (
-        ["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "db-lint-migrations", f"DBTASKS={REPO / '.venv/bin/dbtasks'}", "ALL=1", "FORMAT=json"],
-        [JUST, "--justfile", str(REPO / "justfile"), "--working-directory", str(project), f"dbtasks={REPO / '.venv/bin/dbtasks'}", "db-lint-migrations", "", "1", "json"],
+    for cmd, code in (
+        (["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "db-lint-migrations", f"DBTASKS={REPO / '.venv/bin/dbtasks'}", "ALL=1", "FORMAT=json"], 2),
+        ([JUST, "--justfile", str(REPO / "justfile"), "--working-directory", str(project), f"dbtasks={REPO / '.venv/bin/dbtasks'}", "db-lint-migrations", "", "1", "json"], 1),
     ):
         proc = subprocess.run(cmd, cwd=project, env=clean_env(**NO_SERVER), capture_output=True, text=True)
-        assert proc.returncode != 0, proc.stdout + proc.stderr
-        assert '"rule": "self-contained"' in proc.stdout, (cmd, proc.stdout, proc.stderr)
+        assert proc.returncode == code, (cmd, proc.stdout, proc.stderr)  # make says 2 for any failed recipe
+        out = proc.stdout[proc.stdout.find("["):]  # make echoes the command line first
+        assert [(f["rule"], f["revision"]) for f in json.loads(out)] == [("self-contained", "e1e1e1e1e101")], (cmd, proc.stdout, proc.stderr)

@@ -49,8 +49,17 @@ def test_empty_database_would_not_have_caught_it(tmp_path, dbtasks_server_url):
     project = example("rehearse_not_null", tmp_path)
     proc = check(["rehearse", "--all"], project, dbtasks_server_url)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == "rehearse: ok\n"
+    # it did apply both revisions, 6a6a6a6a6a01 included, only to an empty database
+    assert proc.stderr == "note: rehearse: 2 revision(s) applied to a database at base with 0 rows in 0 table(s)\n"
 
 
 def test_no_new_revision_is_nothing_to_do(tmp_path, dbtasks_server_url):
-    proc = rehearse("rehearse_not_null", tmp_path, dbtasks_server_url, ())
-    assert proc.returncode == 0 and findings(proc) == []
+    project = example("rehearse_not_null", tmp_path)
+    git_history(project, new=())
+    proc = check(["rehearse"], project, dbtasks_server_url)
+    assert proc.returncode == 0 and proc.stdout == "rehearse: ok\n", proc.stdout + proc.stderr
+    assert proc.stderr.splitlines() == [
+        "note: rehearse: git base 'origin/main' does not exist: using 'main'",
+        "note: rehearse: no new revision to rehearse (revisions added or changed since main)",
+    ]

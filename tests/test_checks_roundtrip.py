@@ -11,9 +11,10 @@ def roundtrip(project, server, **env):
 
 def test_exact_downgrades_pass_with_either_env_py_style(tmp_path, dbtasks_server_url):
     for case in ("clean", "clean_url_env"):
-        proc = roundtrip(example(case, tmp_path), dbtasks_server_url)
+        proc = check(["check-roundtrip"], example(case, tmp_path), dbtasks_server_url)
         assert proc.returncode == 0, (case, proc.stdout, proc.stderr)
-        assert findings(proc) == []
+        assert proc.stdout == "roundtrip: ok\n", (case, proc.stdout)
+        assert proc.stderr == "note: roundtrip: 2 revision(s) walked\n", (case, proc.stderr)
 
 
 def test_leftover_index_and_enum_type_are_named(tmp_path, dbtasks_server_url):
@@ -51,8 +52,9 @@ def test_irreversible_list_and_minimum_revision_are_configurable(tmp_path, dbtas
     assert roundtrip(project, dbtasks_server_url).returncode == 1  # the minimum itself is tested
     leftover = example("roundtrip_leftover", tmp_path)
     (leftover / "pyproject.toml").write_text('[tool.dbtasks]\nroundtrip_min_revision = "7a7a7a7a7a02"\n')
-    proc = roundtrip(leftover, dbtasks_server_url)
+    proc = check(["check-roundtrip"], leftover, dbtasks_server_url)
     assert proc.returncode == 0, proc.stdout  # 7a7a7a7a7a01 is older than the minimum: only upgraded
+    assert "note: roundtrip: 2 revision(s) older than 7a7a7a7a7a02 only upgraded" in proc.stderr.splitlines(), proc.stderr
 
 
 def test_unknown_irreversible_revision_is_a_usage_error(tmp_path, dbtasks_server_url):

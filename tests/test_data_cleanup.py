@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from dbtasks.data.backup import backup_db, backup_files
 from dbtasks.data.cleanup import Policy, cleanup
+from dbtasks.data.dump import dump_db, read_archive, stamped_files, stamped_path, timestamp
+from dbtasks.errors import UsageError
 
 from .conftest import assert_one_line_error, run, url_str
 from .data_helpers import execute, fingerprint, rows, seed, settings_for
@@ -139,7 +144,8 @@ def test_backup_keeps_the_newest_verified_backups(project, dbtasks_database, tmp
     assert first.returncode == 0, first.stderr
     (made,) = list(backups.iterdir())
     db = dbtasks_database.database
-    assert made.name.startswith(f"{db}-db-") and made.suffix == ".dump" and "verified" in first.stdout
+    assert re.fullmatch(rf"{db}-db-\d{{8}}T\d{{6}}\.\d{{6}}Z\.dump", made.name), made.name
+    assert "verified" in first.stdout
     # Older backups (by their timestamps), one of them unrelated to this database.
     olds = [backups / f"{db}-db-20200101T000000Z.dump", backups / f"{db}-db-20210101T000000Z.dump"]
     for old in olds:
@@ -157,7 +163,64 @@ def test_backup_keeps_the_newest_verified_backups(project, dbtasks_database, tmp
         assert subprocess.run(["pg_restore", "--list", str(path)], capture_output=True).returncode == 0
 
 
+def test_two_backups_back_to_back_are_both_kept(dbtasks_database, tmp_path):
+    """No clock luck: the second backup right after the first gets its own, later name."""
+    s = settings_for(dbtasks_database)
+    backups = tmp_path / "backups"
+    first = backup_db(s, backups, keep=5)
+    second = backup_db(s, backups, keep=5)
+    assert first.dump.path != second.dump.path
+    assert second.kept == [first.dump.path, second.dump.path] and second.deleted == []
+    assert backup_files(backups, f"{dbtasks_database.database}-db") == [first.dump.path, second.dump.path]
+    assert sorted(p.name for p in backups.iterdir()) == [first.dump.path.name, second.dump.path.name]
+    for result in (first, second):
+        assert read_archive(result.dump.path).entries
+
+
+def test_a_backup_is_never_refused_or_made_older_by_the_clock(dbtasks_database, tmp_path):
+    """An existing backup stamped later than now (same second, clock set back): the new one goes after it."""
+    s = settings_for(dbtasks_database)
+    backups = tmp_path / "backups"
+    prefix = f"{dbtasks_database.database}-db"
+    made = backup_db(s, backups, keep=5).dump.path
+    ahead = datetime.now(timezone.utc) + timedelta(hours=1)
+    later = [backups / f"{prefix}-{ahead:%Y%m%dT%H%M%SZ}.dump", backups / f"{prefix}-{ahead:%Y%m%dT%H%M%S}.000001Z.dump"]
+    for path in later:
+        shutil.copy(made, path)
+    result = backup_db(s, backups, keep=2)
+    assert result.dump.path.name == f"{prefix}-{ahead:%Y%m%dT%H%M%S}.000002Z.dump"
+    assert result.deleted == [made, later[0]]
+    assert backup_files(backups, prefix) == [later[1], result.dump.path]
+
+
+def test_two_dumps_back_to_back_get_two_names(dbtasks_database, tmp_path):
+    s = settings_for(dbtasks_database, dump_dir=str(tmp_path / "dumps"))
+    first, second = dump_db(s), dump_db(s)
+    assert first.path != second.path and first.path.exists() and second.path.exists()
+    assert stamped_files(tmp_path / "dumps", f"{dbtasks_database.database}-db") == [first.path, second.path]
+
+
+def test_backup_names_of_both_forms_sort_oldest_first(tmp_path):
+    names = [
+        "app-local-20251231T235959.999999Z.dump",
+        "app-local-20260101T000000Z.dump",  # before names had microseconds
+        "app-local-20260101T000000.000001Z.dir",
+        "app-local-20260101T000000.500000Z.dump",
+        "app-local-20260101T000001Z.dump",
+    ]
+    ignored = ["app-local-29990101T000000Z.dump.partial-123", "app-other-20260101T000000Z.dump", "app-local-latest.dump", "app-local-20260101T000000Z.sql"]
+    for name in names + ignored:
+        (tmp_path / name).touch()
+    assert [p.name for p in backup_files(tmp_path, "app-local")] == names
+    assert timestamp(datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)) == "20260102T030405.000006Z"
+    # a run still writing (its partial file) counts when choosing the next name
+    assert stamped_path(tmp_path, "app-local", ".dump") == tmp_path / "app-local-29990101T000000.000001Z.dump"
+
+
 def test_backup_refuses_keep_zero(project, dbtasks_database, tmp_path):
     proc = run(["backup-db", "--dir", str(tmp_path / "b")], project, DATABASE_URL=url_str(dbtasks_database), KEEP="0")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert_one_line_error(proc, "KEEP", "'0'")
+    assert not (tmp_path / "b").exists()
+    with pytest.raises(UsageError, match="KEEP=0 would delete every backup"):
+        backup_db(settings_for(dbtasks_database), tmp_path / "b", keep=0)
     assert not (tmp_path / "b").exists()

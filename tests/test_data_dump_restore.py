@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dbtasks.data.tools import ClientVersionError, available_clients, find_client
+from dbtasks.clients import ClientVersionError, available_clients, find_client
 from dbtasks.database import create_database, drop_database, scratch_name
 
 from .conftest import assert_one_line_error, run, url_str
@@ -50,10 +50,11 @@ def target(dbtasks_server_url, dbtasks_template):
         drop_database(dbtasks_server_url, name)
 
 
-def dump(project: Path, url, path: Path, *flags: str) -> None:
+def dump(project: Path, url, path: Path, *flags: str):
     proc = run(["dump-db", "--output", str(path), *flags], project, DATABASE_URL=url_str(url))
     assert proc.returncode == 0, proc.stderr
     assert path.exists()
+    return proc
 
 
 # -- happy paths -----------------------------------------------------------------
@@ -62,13 +63,15 @@ def dump(project: Path, url, path: Path, *flags: str) -> None:
 def test_dump_then_restore_replaces_the_database_row_for_row(project, source, target, dbtasks_server_url, tmp_path):
     before = fingerprint(source)
     path = tmp_path / "app.dump"
-    dump(project, source, path)
+    (revision,) = rows(source, "select version_num from alembic_version")[0]
+    dumped = dump(project, source, path)
+    assert f"dumped {source.database} to {path} (custom format, " in dumped.stdout and f"revision {revision}," in dumped.stdout
     proc = run(["restore-db", "--file", str(path), "--jobs", "2"], project, DATABASE_URL=url_str(target))
     assert proc.returncode == 0, proc.stderr
     assert f"replaced database {target.database}" in proc.stdout
     assert fingerprint(target) == before
     assert not leftover_names(dbtasks_server_url)
-    # The source is untouched and the dump says which revision it holds.
+    # The source is untouched.
     assert fingerprint(source) == before
 
 
@@ -325,6 +328,8 @@ def test_killed_restore_leaves_the_old_database_and_the_next_run_cleans_up(proje
     left = leftover_names(dbtasks_server_url)
     if stage in ("restore-running", "before-swap", "swap-uncommitted", "after-swap"):
         assert left, f"killed at {stage}, a scratch or old database should be left for the next run"
+    else:
+        assert not left, f"killed at {stage}, before any database was created: {left}"
 
     again = run(["dump-and-restore", "--mode", "full"], project, **env)
     assert again.returncode == 0, again.stderr
@@ -358,7 +363,7 @@ def test_recipes_pass_FILE_literally_and_fail_in_one_line(project, target, runne
         proc = run_make("restore-db", project, f"FILE={odd}", **env)
     else:
         proc = run_just(["restore-db", odd], project, **env)
-    assert proc.returncode != 0
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
     assert f"dump file {odd} does not exist" in proc.stderr
     assert not (project / "pwned").exists() and not (tmp_path / "pwned").exists()
 

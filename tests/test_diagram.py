@@ -398,12 +398,16 @@ def test_options_come_from_pyproject_then_flags(tmp_path):
     settings = load_settings(project_dir=tmp_path, environ={})
     opts = diagram.docs_options(settings)
     assert opts == DocsOptions(output_dir="doc/db", schemas=("public", "billing"), exclude=("a_*", "b_*"), owners=True)
-    opts = diagram.docs_options(settings, schemas=("x",), owners=False, include=())
+    flags = load_settings({"diagram_schemas": ["x"], "diagram_owners": False}, project_dir=tmp_path, environ={})
+    opts = diagram.docs_options(flags)
     assert opts.schemas == ("x",) and opts.owners is False and opts.exclude == ("a_*", "b_*")
+    assert flags.sources["diagram_schemas"] == "flag" and flags.sources["diagram_exclude"] == "pyproject"
+    environ = load_settings(project_dir=tmp_path, environ={"DBTASKS_DIAGRAM_SCHEMAS": "y,z"})
+    assert diagram.docs_options(environ).schemas == ("y", "z")
 
     (tmp_path / "pyproject.toml").write_text('[tool.dbtasks.diagram]\ncolour = "red"\n')
-    with pytest.raises(Exception, match="unknown key"):
-        diagram.docs_options(load_settings(project_dir=tmp_path, environ={}))
+    with pytest.raises(Exception, match="unknown key 'colour' in \\[tool.dbtasks.diagram\\]"):
+        load_settings(project_dir=tmp_path, environ={})
 
 
 def test_display_type_short_forms():

@@ -76,7 +76,7 @@ def test_regenerate_is_idempotent_and_check_catches_stale_files(project, db_env)
 
     ok = run(["check-db-docs"], project, **db_env)
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "docs are up to date" in ok.stdout
+    assert "docs: ok" in ok.stdout and "docs are up to date" in ok.stderr
 
     # a hand edit makes the diagram stale: exit 1 with a unified diff and the fix
     mmd = docs(project) / "diagram.mmd"
@@ -87,7 +87,7 @@ def test_regenerate_is_idempotent_and_check_catches_stale_files(project, db_env)
     assert "--- docs/database/diagram.mmd (checked in)" in stale.stdout
     assert "+++ docs/database/diagram.mmd (regenerated)" in stale.stdout
     assert "+        text description" in stale.stdout
-    assert "make regenerate-db-diagram" in stale.stdout
+    assert "run `dbtasks regenerate-db-diagram`" in stale.stdout
     assert "schema.sql" not in stale.stdout  # only what differs is reported
     mmd.write_bytes(first["diagram.mmd"])
 
@@ -128,7 +128,7 @@ def test_bad_input_is_one_line_and_changes_nothing(project, db_env, tmp_path):
     with (project / "pyproject.toml").open("a") as fh:
         fh.write('\n[tool.dbtasks.diagram]\ncolour = "red"\n')
     proc = run(["check-db-docs"], project, **db_env)
-    assert_one_line_error(proc, "unknown key(s) in [tool.dbtasks.diagram]: colour")
+    assert_one_line_error(proc, "unknown key 'colour' in [tool.dbtasks.diagram]", "known keys: alembic_version")
 
 
 def test_from_database_draws_an_existing_database(project, dbtasks_database):

@@ -109,7 +109,7 @@ def test_message_with_shell_characters_is_data(project, db_env, tmp_path):
 def test_missing_message_changes_nothing(project, db_env):
     before = revision_files(project)
     proc = run(["revision", "--empty"], project, **db_env)
-    assert_one_line_error(proc, "MIGRATE_MSG is empty", "make db-migrate-create")
+    assert_one_line_error(proc, "MIGRATE_MSG is empty", "dbtasks revision --autogenerate --message")
     assert revision_files(project) == before
 
 
@@ -117,7 +117,7 @@ def test_autogenerate_refused_when_database_is_behind(project, db_env):
     add_model(project)
     before = revision_files(project)
     proc = run(["revision"], project, MIGRATE_MSG="add labels", **db_env)
-    assert_one_line_error(proc, "not up to date", "make db-migrate")
+    assert_one_line_error(proc, "not up to date", "run `dbtasks upgrade`")
     assert revision_files(project) == before
 
 
@@ -125,7 +125,7 @@ def test_autogenerate_without_changes_writes_nothing(project, db_env):
     assert run(["upgrade"], project, **db_env).returncode == 0
     before = revision_files(project)
     proc = run(["revision"], project, MIGRATE_MSG="nothing here", **db_env)
-    assert proc.returncode == 1 and "db-migrate-empty" in proc.stderr
+    assert proc.returncode == 1 and "`dbtasks revision --empty --message ...`" in proc.stderr
     assert revision_files(project) == before
 
 
@@ -133,7 +133,7 @@ def test_unknown_revision_changes_nothing(project, db_env, empty_database):
     assert run(["upgrade"], project, **db_env).returncode == 0
     head = head_of(project, db_env)
     for args in (["upgrade", "deadbeef0000"], ["downgrade", "--to", "deadbeef0000"]):
-        assert_one_line_error(run(args, project, **db_env), "unknown revision 'deadbeef0000'", "db-migrate-history")
+        assert_one_line_error(run(args, project, **db_env), "unknown revision 'deadbeef0000'", "`dbtasks history`")
         assert scalar(empty_database, "select version_num from alembic_version") == head
 
 
@@ -155,7 +155,7 @@ def test_merge_heads(project, db_env):
             "def upgrade():\n    pass\n\n\ndef downgrade():\n    pass\n"
         )
     proc = run(["upgrade"], project, **db_env)
-    assert_one_line_error(proc, "multiple head", "db-migrate-merge-heads")
+    assert_one_line_error(proc, "multiple head", "dbtasks merge-heads")
     proc = run(["merge-heads"], project, **db_env)
     assert proc.returncode == 0, proc.stderr
     heads = run(["heads"], project, **db_env).stdout.strip().splitlines()
@@ -171,7 +171,7 @@ def test_database_not_running_says_start_db(project):
     from dbtasks.testing import free_port
 
     proc = run(["status"], project, DB_SERVER="local", DBTASKS_PG_PORT=str(free_port()))
-    assert_one_line_error(proc, "cannot connect", "make start-db")
+    assert_one_line_error(proc, "cannot connect", "run `dbtasks start-db`")
 
 
 def test_wrong_password_is_clear_and_hidden(project, dbtasks_server_url, empty_database):

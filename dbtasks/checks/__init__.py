@@ -84,7 +84,7 @@ class CheckResult:
     @property
     def verdict(self) -> str:
         if self.blocked:
-            return "not run"
+            return "not-run"
         if self.skipped:
             return "skipped"
         return "ok" if self.ok else "FAILED"

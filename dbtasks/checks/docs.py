@@ -27,15 +27,19 @@ from __future__ import annotations
 
 import time
 
+from dbtasks import names
 from dbtasks.checks import CheckResult, Finding, declare
 from dbtasks.checks.workspace import Workspace
 from dbtasks.config import Settings
 from dbtasks.diagram.docs import DIAGRAM_FILE, compare_docs, output_dir
-from dbtasks.diagram.options import REGENERATE, DocsOptions, docs_options
+from dbtasks.diagram.options import DocsOptions, docs_options
 
 NAME = "docs"
-REMEDY = f"run `{REGENERATE}` (or `just regenerate-db-diagram`) and commit the result"
-SVG_REMEDY = f"{REMEDY} (it needs Graphviz: apt-get install graphviz)"
+
+
+def remedy(rule: str) -> str:
+    text = f"{names.run('regenerate-db-diagram')} and commit the result"
+    return f"{text} (it needs Graphviz: apt-get install graphviz)" if rule == "stale-svg" else text
 
 
 def check_db_docs(settings: Settings, options: DocsOptions | None = None, from_database: bool = False) -> CheckResult:
@@ -44,8 +48,10 @@ def check_db_docs(settings: Settings, options: DocsOptions | None = None, from_d
     comparison = compare_docs(settings, options, from_database)
     result = CheckResult(NAME, notes=list(comparison.notes))
     for stale in comparison.stale:
-        remedy = SVG_REMEDY if stale.rule == "stale-svg" else REMEDY
-        result.findings.append(Finding(NAME, stale.rule, stale.message, file=stale.path, remedy=remedy))
+        result.findings.append(Finding(NAME, stale.rule, stale.message, file=stale.path, remedy=remedy(stale.rule)))
+    if not comparison.stale:
+        source = "the database" if from_database else "the migrations at head"
+        result.notes.append(f"docs are up to date: diagram.mmd and schema.sql match the schema of {source}")
     result.seconds = time.monotonic() - started
     return result
 
@@ -63,7 +69,7 @@ def applies(workspace: Workspace) -> str | None:
     except Exception:  # noqa: BLE001 - let the check itself report configuration problems
         return None
     if not (directory / DIAGRAM_FILE).exists():
-        return f"no {directory.name}/{DIAGRAM_FILE} in this project (make regenerate-db-diagram starts one)"
+        return f"no {directory.name}/{DIAGRAM_FILE} in this project (`{names.command('regenerate-db-diagram')}` starts one)"
     return None
 
 

@@ -8,13 +8,12 @@ never costs a good one.
 from __future__ import annotations
 
 import dataclasses
-import re
 import shutil
 from pathlib import Path
 
 from dbtasks import names
 from dbtasks.config import Settings
-from dbtasks.data.dump import FORMATS, DumpResult, dump_db, env_label, read_archive, timestamp
+from dbtasks.data.dump import FORMATS, DumpResult, dump_db, env_label, read_archive, stamped_files, stamped_path
 from dbtasks.data.tools import DataError, DumpFileError, ProgressCallback, ensure_tool_dir
 from dbtasks.errors import UsageError
 
@@ -30,11 +29,12 @@ class BackupResult:
 
 
 def backup_files(directory: Path, prefix: str) -> list[Path]:
-    """Backups of one database in ``directory``, oldest first (the name holds the UTC time)."""
-    if not directory.is_dir():
-        return []
-    pattern = re.compile(rf"^{re.escape(prefix)}-\d{{8}}T\d{{6}}Z(\.dump|\.dir)$")
-    return sorted((p for p in directory.iterdir() if pattern.match(p.name)), key=lambda p: p.name)
+    """Backups of one database in ``directory``, oldest first by the UTC time in their names.
+
+    Both name forms count: ``<prefix>-20261121T201500.123456Z.dump`` and the
+    older second-resolution ``<prefix>-20261121T201500Z.dump``.
+    """
+    return stamped_files(directory, prefix)
 
 
 def backup_db(
@@ -50,10 +50,10 @@ def backup_db(
     target = ensure_tool_dir(settings.path(str(directory)) if directory else settings.path(settings.backup_dir))
     prefix = f"{settings.database_name}-{env_label(settings)}"
     fmt = settings.dump_format if settings.dump_format in FORMATS else "custom"
-    name = f"{prefix}-{timestamp()}{FORMATS[fmt][1]}"
-    if (target / name).exists():
-        raise UsageError(f"{target / name} already exists (two backups in the same second)", "wait a second and run again")
-    dumped = dump_db(settings, output=target / name, fmt=fmt, progress=progress)
+    # Never refused for the clock: a second backup in the same second (or after
+    # the clock was set back) gets a later stamp than the newest one there.
+    path = stamped_path(target, prefix, FORMATS[fmt][1])
+    dumped = dump_db(settings, output=path, fmt=fmt, progress=progress)
     try:
         info = read_archive(dumped.path, settings.pg_bin)
     except DumpFileError as exc:

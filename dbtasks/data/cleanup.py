@@ -192,13 +192,14 @@ def cleanup(
     settings: Settings,
     older_than: str | None = None,
     apply: bool = False,
+    *,
     policies: list[Policy] | None = None,
     orphans: list[str] | None = None,
-    batch_size: int | None = None,
-    lock_timeout: str | None = None,
     confirm: str | None = None,
     ask=None,
     progress: ProgressCallback | None = None,
+    batch_size: int | None = None,
+    lock_timeout: str | None = None,
 ) -> CleanupResult:
     """Count (default) or delete (``apply``) the rows the retention policies doom, leaf first.
 

@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -78,8 +78,49 @@ class ArchiveInfo:
 # -- helpers ------------------------------------------------------------------------
 
 
-def timestamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+# Dump and backup names end in the UTC time, ISO 8601 basic format, to the
+# microsecond: app-local-20261121T201500.123456Z.dump. Names written before the
+# microseconds (app-local-20261121T201500Z.dump) are still recognised.
+STAMP_FORMAT = "%Y%m%dT%H%M%S.%fZ"
+_STAMP = r"(?P<stamp>\d{8}T\d{6}(?:\.\d{6})?Z)"
+
+
+def timestamp(now: datetime | None = None) -> str:
+    """``now`` (default: the current UTC time) as a name stamp, e.g. ``20261121T201500.123456Z``."""
+    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime(STAMP_FORMAT)
+
+
+def stamp_time(stamp: str) -> datetime:
+    """The UTC time of a name stamp, with or without microseconds."""
+    return datetime.strptime(stamp, STAMP_FORMAT if "." in stamp else "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+
+
+def _stamped(directory: Path, prefix: str, partials: bool) -> list[tuple[datetime, str, Path]]:
+    if not directory.is_dir():
+        return []
+    tail = r"(?:\.partial-\d+)?" if partials else ""
+    pattern = re.compile(rf"^{re.escape(prefix)}-{_STAMP}(?:\.dump|\.dir){tail}$")
+    return sorted((stamp_time(m.group("stamp")), p.name, p) for p in directory.iterdir() if (m := pattern.match(p.name)))
+
+
+def stamped_files(directory: Path, prefix: str) -> list[Path]:
+    """The finished ``<prefix>-<stamp>.dump`` and ``.dir`` entries of ``directory``, oldest first by their stamp."""
+    return [p for _, _, p in _stamped(directory, prefix, partials=False)]
+
+
+def stamped_path(directory: Path, prefix: str, suffix: str) -> Path:
+    """A new ``<directory>/<prefix>-<UTC time><suffix>`` that sorts after every stamped entry there.
+
+    The stamp is the current time, or one microsecond after the newest stamp
+    already in ``directory`` (finished or still being written) when that is not
+    older: two runs in the same second never collide, and a clock set back
+    never makes the new file look older than the ones before it.
+    """
+    when = datetime.now(timezone.utc)
+    taken = _stamped(directory, prefix, partials=True)
+    if taken:
+        when = max(when, taken[-1][0] + timedelta(microseconds=1))
+    return directory / f"{prefix}-{timestamp(when)}{suffix}"
 
 
 def remove_stale_partials(directory: Path) -> list[Path]:
@@ -157,7 +198,7 @@ def dump_db(
     letter, suffix = FORMATS[fmt]
     if output is None:
         directory = ensure_tool_dir(settings.path(settings.dump_dir))
-        final = directory / f"{settings.database_name}-{env_label(settings)}-{timestamp()}{suffix}"
+        final = stamped_path(directory, f"{settings.database_name}-{env_label(settings)}", suffix)
     else:
         final = Path(output).expanduser()
         if not final.is_absolute():

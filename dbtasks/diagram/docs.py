@@ -22,7 +22,7 @@ from typing import Iterator
 
 from sqlalchemy.engine import URL
 
-from dbtasks.config import Settings
+from dbtasks.config import Settings, shown_path
 from dbtasks.database import connect, connection, scratch
 from dbtasks.diagram.catalog import Schema, read_catalog
 from dbtasks.diagram.graphviz import GRAPHVIZ_HINT, dot_digest, find_dot, render_dot, render_svg, svg_digest
@@ -223,7 +223,7 @@ def compare_docs(settings: Settings, options: DocsOptions | None = None, from_da
     result = DocsComparison()
     for name in (DIAGRAM_FILE, SCHEMA_FILE):
         path = directory / name
-        shown = _relative(path, settings.project_dir)
+        shown = shown_path(path, settings.project_dir)
         committed = _read(path)
         if committed is None:
             result.stale.append(StaleFile(name, shown, "missing", f"{shown} is missing"))
@@ -232,16 +232,9 @@ def compare_docs(settings: Settings, options: DocsOptions | None = None, from_da
             result.stale.append(StaleFile(name, shown, "stale", f"{shown} is stale: it differs from the schema at head\n{diff}"))
     svg_path = directory / SVG_FILE
     svg = _read(svg_path)
-    shown = _relative(svg_path, settings.project_dir)
+    shown = shown_path(svg_path, settings.project_dir)
     if svg is not None and svg_digest(svg) != dot_digest(docs.dot):
         result.stale.append(StaleFile(SVG_FILE, shown, "stale-svg", f"{shown} is stale: it was drawn from another schema"))
     elif svg is None:
         result.notes.append(f"{shown} is absent (optional; rendered when Graphviz dot is installed)")
     return result
-
-
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(base.resolve()))
-    except ValueError:
-        return str(path)

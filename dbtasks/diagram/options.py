@@ -1,9 +1,10 @@
-"""What the schema docs draw and where: :class:`DocsOptions`, read from
-``[tool.dbtasks.diagram]`` of pyproject.toml and then from flags.
+"""What the schema docs draw and where: :class:`DocsOptions`, built from the
+settings (``[tool.dbtasks.diagram]``, their variables and flags).
 
-Also the few names every module of :mod:`dbtasks.diagram` shares: the
-default output directory, the public schema, ``alembic_version``, the recipe
-a generated file names in its header, and :class:`DocsError`.
+Also the few names every module of :mod:`dbtasks.diagram` shares: the public
+schema, ``alembic_version``, the recipe a generated file names in its header
+(fixed text, so the files do not depend on who generated them), and
+:class:`DocsError`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dbtasks.errors import ConfigError, DbtasksError
 ALEMBIC_VERSION = "alembic_version"
 DEFAULT_SCHEMA = "public"
 
-REGENERATE = "make regenerate-db-diagram"  # what a stale-docs message tells people to run
+REGENERATE = "make regenerate-db-diagram"  # named in the generated files' headers
 
 
 class DocsError(DbtasksError):
