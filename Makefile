@@ -32,7 +32,7 @@ export DBTASKS_CONFIRM := $(CONFIRM)
 endif
 
 .PHONY: help install init test db-seed start-db stop-db init-db volume-recreate \
-	db-shell db-status db-migrate upgrade-db upgrade-prod-db db-migrate-down \
+	db-shell db-protect db-unprotect db-status db-migrate upgrade-db upgrade-prod-db db-migrate-down \
 	db-migrate-down-all db-migrate-create migrate-db revision db-migrate-empty \
 	db-migrate-current db-migrate-history db-migrate-heads db-migrate-merge-heads
 
@@ -64,8 +64,14 @@ init-db: ## Start the database server and migrate to head
 volume-recreate: ## Destroy the database's data, start afresh, migrate (protected)
 	$(DBTASKS) volume-recreate
 
-db-shell: ## Open psql on the database (reads stdin when it is not a terminal)
+db-shell: ## Open psql on the database (read-only when protected; WRITE=1 asks to write)
 	$(DBTASKS) shell
+
+db-protect: ## Mark the database protected, inside the database itself (ENV=prod or DATABASE_URL)
+	$(DBTASKS) protect
+
+db-unprotect: ## Remove the protection mark (asks for the database name, or CONFIRM=<dbname>)
+	$(DBTASKS) unprotect
 
 db-status: ## Current revision, head(s), pending revisions oldest first
 	$(DBTASKS) status
@@ -121,7 +127,10 @@ override SCRIPT := $(value SCRIPT)
 override DRY_RUN := $(value DRY_RUN)
 override OLDER_THAN := $(value OLDER_THAN)
 override APPLY := $(value APPLY)
-export FILE FROM MODE JOBS KEEP SCRIPT DRY_RUN OLDER_THAN APPLY
+override ALL_ROWS := $(value ALL_ROWS)
+override FORCE := $(value FORCE)
+override WRITE := $(value WRITE)
+export FILE FROM MODE JOBS KEEP SCRIPT DRY_RUN OLDER_THAN APPLY ALL_ROWS FORCE WRITE
 
 .PHONY: dump-db restore-db dump-and-restore backup-db run-script db-cleanup
 

@@ -60,9 +60,17 @@ init-db:
 volume-recreate:
     {{dbtasks}} volume-recreate
 
-# Open psql on the database (reads stdin when it is not a terminal)
-db-shell:
+# Open psql on the database (read-only when protected; WRITE=1 asks to write)
+db-shell $WRITE=env_var_or_default("WRITE", ""):
     {{dbtasks}} shell
+
+# Mark the database protected, inside the database itself (ENV=prod or DATABASE_URL)
+db-protect:
+    {{dbtasks}} protect
+
+# Remove the protection mark (asks for the database name, or CONFIRM=<dbname>)
+db-unprotect:
+    {{dbtasks}} unprotect
 
 # Current revision, head(s), pending revisions oldest first
 db-status:
@@ -125,7 +133,7 @@ dump-db $FILE=env_var_or_default("FILE", ""):
     {{dbtasks}} dump-db
 
 # Restore FILE=path into the database; swapped in only if it fully succeeded
-restore-db $FILE=env_var_or_default("FILE", ""):
+restore-db $FILE=env_var_or_default("FILE", "") $FORCE=env_var_or_default("FORCE", ""):
     {{dbtasks}} restore-db
 
 # Copy FROM=prod into the local database safely (MODE=full for a plain restore)
@@ -141,7 +149,7 @@ run-script $SCRIPT=env_var_or_default("SCRIPT", "") $DRY_RUN=env_var_or_default(
     {{dbtasks}} run-script
 
 # Delete rows past the retention policies: OLDER_THAN="1 year", dry run unless APPLY=1
-db-cleanup $OLDER_THAN=env_var_or_default("OLDER_THAN", "") $APPLY=env_var_or_default("APPLY", ""):
+db-cleanup $OLDER_THAN=env_var_or_default("OLDER_THAN", "") $APPLY=env_var_or_default("APPLY", "") $ALL_ROWS=env_var_or_default("ALL_ROWS", ""):
     {{dbtasks}} cleanup
 
 # FROM_DATABASE=1 (just FROM_DATABASE=1 regenerate-db-diagram) draws the

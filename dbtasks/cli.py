@@ -47,11 +47,23 @@ def echo(text: str = "", err: bool = False) -> None:
     click.echo(redact(text), err=err)
 
 
+def _say(text: str) -> None:
+    """One progress line on stderr (lock-timeout retries, sessions a restore ends)."""
+    echo(text, err=True)
+
+
 def _ask():
     """A prompt for protected environments, only when a person is at a terminal."""
     if not sys.stdin.isatty():
         return None
     return lambda prompt: click.prompt(prompt, default="", show_default=False)
+
+
+def _ask_yes():
+    """A yes/no question, only when a person is at a terminal."""
+    if not sys.stdin.isatty():
+        return None
+    return lambda prompt: click.confirm(prompt, default=False)
 
 
 class Ctx:
@@ -211,12 +223,49 @@ def volume_recreate(c: Ctx) -> None:
 
 
 @cli.command()
+@setting_option("write", "--write")
+@confirm_option
 @pass_ctx
 def shell(c: Ctx) -> None:
-    """Open psql on the database; reads commands from stdin when it is not a terminal."""
-    from dbtasks import clients
+    """Open psql on the database; reads commands from stdin when it is not a terminal.
 
-    sys.exit(clients.shell(c.settings))
+    A protected database opens read-only (default_transaction_read_only),
+    as the banner says; --write (make/just WRITE=1) opens it writable after
+    the database name is typed or given with --confirm.
+    """
+    from dbtasks import clients, safety
+
+    s = c.settings
+    read_only, banner = safety.shell_mode(s, s.write, s.confirm, _ask())
+    if banner:
+        echo(banner, err=True)
+    sys.exit(clients.shell(s, read_only=read_only))
+
+
+@cli.command()
+@pass_ctx
+def protect(c: Ctx) -> None:
+    """Mark the database protected inside the database itself (its comment names the environment).
+
+    Every destructive verb then asks for the database name whichever route
+    reaches it (ENV, DATABASE_URL, --database-url, .env). Needs the
+    database's owner or a superuser.
+    """
+    from dbtasks import safety
+
+    p = safety.protect(c.settings)
+    echo(f"protected: {p.database}" + (f" ({p.mark})" if p.mark else "") + "; destructive verbs now ask for its name")
+
+
+@cli.command()
+@confirm_option
+@pass_ctx
+def unprotect(c: Ctx) -> None:
+    """Remove the protection mark from the database (the database name must be typed or given with --confirm)."""
+    from dbtasks import safety
+
+    safety.unprotect(c.settings, c.settings.confirm, _ask())
+    echo(f"unprotected: {c.settings.database_name} carries no protection mark any more")
 
 
 @cli.command()
@@ -275,7 +324,7 @@ def upgrade(c: Ctx, target: str) -> None:
     """Upgrade the database to TARGET (default head), one process at a time."""
     from dbtasks import migrations
 
-    _print_migrate(migrations.upgrade(c.settings, target, c.settings.confirm, _ask()), "upgraded")
+    _print_migrate(migrations.upgrade(c.settings, target, c.settings.confirm, _ask(), on_retry=_say), "upgraded")
 
 
 @cli.command()
@@ -290,7 +339,7 @@ def downgrade(c: Ctx) -> None:
     steps, target = c.settings.steps, c.settings.to_revision
     if steps is not None and target:
         raise click.UsageError("pass --steps or --to, not both")
-    result = migrations.downgrade(c.settings, steps if steps is not None else (None if target else 1), target, c.settings.confirm, _ask())
+    result = migrations.downgrade(c.settings, steps if steps is not None else (None if target else 1), target, c.settings.confirm, _ask(), on_retry=_say)
     _print_migrate(result, "downgraded")
 
 
@@ -301,7 +350,7 @@ def down_all(c: Ctx) -> None:
     """Undo every revision, down to base (refused on protected environments)."""
     from dbtasks import migrations
 
-    _print_migrate(migrations.downgrade_all(c.settings, c.settings.confirm, _ask()), "downgraded")
+    _print_migrate(migrations.downgrade_all(c.settings, c.settings.confirm, _ask(), on_retry=_say), "downgraded")
 
 
 @cli.command()
@@ -478,6 +527,7 @@ def dump_db_cmd(c: Ctx) -> None:
 @setting_option("file", "-f", "--file", metavar="PATH")
 @jobs_option
 @setting_option("restore_owner", "--owner", metavar="ROLE")
+@setting_option("force", "--force")
 @confirm_option
 @pass_ctx
 def restore_db_cmd(c: Ctx) -> None:
@@ -486,7 +536,7 @@ def restore_db_cmd(c: Ctx) -> None:
 
     s = c.settings
     with _Bars() as bars:
-        r = restore_db(s, s.file, s.jobs, s.restore_owner, s.confirm, _ask(), progress=bars)
+        r = restore_db(s, s.file, s.jobs, s.restore_owner, s.confirm, _ask(), progress=bars, force=s.force, ask_sessions=_ask_yes(), say=_say)
     _print_restore(r)
 
 
@@ -559,6 +609,7 @@ def run_script_cmd(c: Ctx) -> None:
 @cli.command("cleanup")
 @setting_option("older_than", "--older-than", metavar="AGE")
 @setting_option("apply", "--apply")
+@setting_option("all_rows", "--all-rows")
 @setting_option("cleanup_batch_size", "--batch-size", type=click.IntRange(1, None))
 @confirm_option
 @pass_ctx
@@ -568,11 +619,11 @@ def cleanup_cmd(c: Ctx) -> None:
 
     s = c.settings
     with _Bars() as bars:
-        r = cleanup(s, s.older_than, s.apply, confirm=s.confirm, ask=_ask(), progress=bars)
-    for table, cutoff in r.cutoffs.items():
-        echo(f"cutoff {table}: {cutoff:%Y-%m-%d %H:%M:%S %Z}")
+        r = cleanup(s, s.older_than, s.apply, confirm=s.confirm, ask=_ask(), progress=bars, all_rows=s.all_rows)
     for step in r.steps:
-        echo(f"{'deleted' if r.applied else 'would delete'} {step.rows:>9} {step.table}  ({step.reason})")
+        cutoff = r.cutoffs.get(step.table)
+        when = f", cutoff {cutoff:%Y-%m-%d %H:%M:%S %Z}".rstrip() if cutoff else ""
+        echo(f"{'deleted' if r.applied else 'would delete'} {step.rows:>9} {step.table}, keeping {step.kept}  ({step.reason}{when})")
     if r.applied:
         echo(f"deleted {r.total} row(s) in {r.seconds:.1f}s")
     else:
@@ -644,15 +695,15 @@ def _finding_lines(finding) -> list[str]:
 
 def _report(results: list, fmt: str = "text", summary: bool = False) -> None:
     """Print check results; exit 1 when any check failed or could not run."""
+    for result in results:  # notes on stderr, findings last on stdout, so nothing buries them
+        for note in result.notes:
+            echo(f"note: {result.check}: {note}", err=True)
     if fmt == "json":
         echo(json.dumps([f.as_dict() for r in results for f in r.findings], indent=2))
         for r in results:
             if r.blocked:
                 echo(f"error: {r.check} could not run: {r.skipped}", err=True)
     else:
-        for result in results:
-            for note in result.notes:
-                echo(f"note: {result.check}: {note}", err=True)
         for result in results:
             for finding in result.findings:
                 for line in _finding_lines(finding):

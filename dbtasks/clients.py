@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Sequence
 from sqlalchemy.engine import URL
 
 from dbtasks.config import Settings
-from dbtasks.database import connection
+from dbtasks.database import connection, session_options
 from dbtasks.errors import DbtasksError, redact
 
 
@@ -97,11 +97,13 @@ def client_environment(url: URL | None) -> dict[str, str]:
     return env
 
 
-def shell(settings: Settings, stdin=None) -> int:
+def shell(settings: Settings, stdin=None, read_only: bool = False) -> int:
     """Run psql on the settings' database; it reads commands from stdin when that is not a terminal.
 
     The database is reached once first, so a server that is down gets dbtasks'
-    one-line error with its remedy instead of psql's.
+    one-line error with its remedy instead of psql's. ``read_only`` starts
+    every transaction of the session read-only (``default_transaction_read_only``,
+    through ``PGOPTIONS``); :func:`dbtasks.safety.shell_mode` decides it.
     """
     with connection(settings):
         pass
@@ -110,7 +112,12 @@ def shell(settings: Settings, stdin=None) -> int:
     interactive = hasattr(stream, "isatty") and stream.isatty()
     # A script piped in should stop at its first error and ignore ~/.psqlrc.
     args = [psql] if interactive else [psql, "--no-psqlrc", "-v", "ON_ERROR_STOP=1"]
-    return subprocess.run(args, env=client_environment(settings.url), stdin=stdin).returncode
+    env = client_environment(settings.url)
+    options = session_options(settings)
+    if read_only:
+        options += " -c default_transaction_read_only=on"
+    env["PGOPTIONS"] = options.strip()
+    return subprocess.run(args, env=env, stdin=stdin).returncode
 
 
 # -- finding client programs ------------------------------------------------------

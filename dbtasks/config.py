@@ -30,6 +30,7 @@ silently.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -96,6 +97,30 @@ def parse_positive_int(value: Any) -> int:
     if number < 1:
         raise ValueError(f"{value!r} is not a positive number")
     return number
+
+
+def parse_port(value: Any) -> int:
+    """A TCP port, 1..65535: checked before initdb, so a typo leaves no cluster behind."""
+    number = parse_int(value)
+    if not 1 <= number <= 65535:
+        raise ValueError(f"{value!r} is not a TCP port (1..65535)")
+    return number
+
+
+def parse_nonnegative_int(value: Any) -> int:
+    number = parse_int(value)
+    if number < 0:
+        raise ValueError(f"{value!r} is negative")
+    return number
+
+
+def parse_duration(value: Any) -> str:
+    """A PostgreSQL time setting such as ``5s``, ``500ms``, ``2min`` or ``0``, without spaces (it travels in PGOPTIONS)."""
+    text = str(value).strip()
+    match = re.fullmatch(r"(\d+)\s*(us|ms|s|min|h|d)?", text)
+    if not match:
+        raise ValueError(f"{value!r} is not a duration such as 5s, 500ms or 2min")
+    return match.group(1) + (match.group(2) or "ms")
 
 
 def parse_str(value: Any) -> str:
@@ -206,14 +231,17 @@ class Settings:
     database_url: str | None = setting(None, "DATABASE_URL", "Database to work on. Unset: the local or docker server's database.", group="database")
     env: str | None = setting(None, "DBTASKS_ENV", "Environment name; reads NAME_DATABASE_URL.", make="ENV", group="database")
     protected_envs: tuple[str, ...] = setting(PROTECTED_ENVS, "DBTASKS_PROTECTED_ENVS", "Environments where destructive verbs need the database name typed or --confirm=<dbname>.", parse_list, group="database")
-    confirm: str | None = setting(None, "DBTASKS_CONFIRM", "Confirms a destructive verb on a protected environment by naming its database.", argument=True, make="CONFIRM", group="database")
+    confirm: str | None = setting(None, "DBTASKS_CONFIRM", "Confirms a destructive verb on a protected database by naming it.", argument=True, make="CONFIRM", group="database")
+    dev_databases: tuple[str, ...] = setting((), "DBTASKS_DEV_DATABASES", "Databases on servers other than the project's own that count as development databases (not protected unless marked): host:port, host:port/dbname, globs allowed.", parse_list, group="database")
+    unattended_upgrade: bool = setting(False, "DBTASKS_UNATTENDED_UPGRADE", "Lets upgrade (forward only) run on a protected database without confirmation: for a container entrypoint.", parse_bool, argument=True, group="database")
+    write: bool = setting(False, "WRITE", "db-shell: open a protected database writable (after typed confirmation).", parse_bool, argument=True, group="database")
     alembic_ini: str = setting("alembic.ini", "DBTASKS_ALEMBIC_INI", "The Alembic configuration file (-c/--config).", group="database")
     seed: str = setting("app.seed:seed", "DBTASKS_SEED", "module:function that loads demo data (db-seed).", group="database")
 
     # -- the server --------------------------------------------------------------------
     db_server: str | None = setting(None, "DB_SERVER", "local, docker or external. Unset: external when DATABASE_URL is set, else local.", one_of("local", "docker", "external"), group="server")
     pg_host: str = setting("127.0.0.1", "DBTASKS_PG_HOST", "Address the local or docker server listens on.", group="server")
-    pg_port: int = setting(6545, "DBTASKS_PG_PORT", "Port of the local or docker server.", parse_int, group="server")
+    pg_port: int = setting(6545, "DBTASKS_PG_PORT", "Port of the local or docker server.", parse_port, group="server")
     pg_data: str = setting("data/postgres/pgdata", "DBTASKS_PG_DATA", "Data directory of the local server.", group="server")
     pg_bin: str | None = setting(None, "PG_BIN", "Directory of PostgreSQL binaries. Unset: pg_config --bindir, else the pgserver wheel.", group="server")
     pg_user: str = setting("postgres", "DBTASKS_PG_USER", "Database superuser of the local or docker server.", group="server")
@@ -225,7 +253,9 @@ class Settings:
     compose_service: str = setting("postgres", "DBTASKS_COMPOSE_SERVICE", "Service name of the database in the compose file.", group="server")
 
     # -- migrations ----------------------------------------------------------------------
-    lock_timeout: str = setting("5s", "DBTASKS_LOCK_TIMEOUT", "PostgreSQL lock_timeout while migrating.", group="migrations")
+    lock_timeout: str = setting("5s", "DBTASKS_LOCK_TIMEOUT", "PostgreSQL lock_timeout of every connection dbtasks opens or hands to env.py (0: no limit).", parse_duration, group="migrations")
+    statement_timeout: str | None = setting(None, "DBTASKS_STATEMENT_TIMEOUT", "PostgreSQL statement_timeout of those connections. Unset: the server's.", parse_duration, group="migrations")
+    lock_retries: int = setting(3, "DBTASKS_LOCK_RETRIES", "How often a migration that hit lock_timeout is tried again, with backoff.", parse_nonnegative_int, group="migrations")
     message: str | None = setting(None, "MIGRATE_MSG", "What a new revision does (db-migrate-create, db-migrate-empty).", argument=True, group="migrations")
     steps: int | None = setting(None, "STEPS", "How many revisions db-migrate-down undoes (default 1).", parse_positive_int, argument=True, group="migrations")
     to_revision: str | None = setting(None, "TO", "The revision db-migrate-down goes down to, instead of STEPS (base: every revision).", argument=True, group="migrations")
@@ -239,6 +269,8 @@ class Settings:
     lint_pg_version: str | None = setting("16", "DBTASKS_LINT_PG_VERSION", "PostgreSQL version squawk judges the SQL for (e.g. 13, 16.2).", group="checks")
     roundtrip_irreversible: tuple[str, ...] = setting((), "DBTASKS_ROUNDTRIP_IRREVERSIBLE", "Revision ids (comma-separated) whose downgrade is not tested (skipped with a warning).", parse_list, group="checks")
     roundtrip_min_revision: str | None = setting(None, "DBTASKS_ROUNDTRIP_MIN_REVISION", "Oldest revision whose downgrade is tested; older ones are only upgraded.", group="checks")
+    envpy_allowed_hosts: tuple[str, ...] = setting((), "DBTASKS_ENVPY_ALLOWED_HOSTS", "Hosts env.py may reach besides the scratch database while dbtasks runs it (e.g. a secrets service).", parse_list, group="checks")
+    scratch_setup: str | None = setting(None, "DBTASKS_SCRATCH_SETUP", "SQL file run on every new scratch database before the first revision (objects the history expects but does not create).", group="checks")
     rehearse_rows: int = setting(20, "DBTASKS_REHEARSE_ROWS", "Generated rows per table before the new revisions are applied.", parse_positive_int, group="checks")
 
     # -- schema docs -------------------------------------------------------------------------
@@ -276,6 +308,8 @@ class Settings:
     dry_run: bool = setting(False, "DRY_RUN", "Ask the script to only count; its writes are rolled back.", parse_bool, argument=True, group="data")
     older_than: str | None = setting(None, "OLDER_THAN", "Retention age for every cleanup policy of this run, e.g. 1 year.", argument=True, group="data")
     apply: bool = setting(False, "APPLY", "Delete the rows db-cleanup counts (without it: a dry run).", parse_bool, argument=True, group="data")
+    all_rows: bool = setting(False, "ALL_ROWS", "Let db-cleanup delete every row of a table when its policy dooms them all.", parse_bool, argument=True, group="data")
+    force: bool = setting(False, "FORCE", "restore-db: restore a dump at a revision this checkout does not have.", parse_bool, argument=True, group="data")
 
     # Where each value came from: "flag", "environment", ".env", "pyproject", "default", or NAME_DATABASE_URL.
     sources: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
@@ -494,6 +528,13 @@ def load_settings(
     project = Path(project_dir).resolve() if project_dir else find_project_dir()
     environ = dict(os.environ if environ is None else environ)
     dotenv = _read_dotenv(project)
+    # Every password dbtasks knows of is redacted, not only the one in use:
+    # a script's error may quote another environment's URL.
+    for name, text in [*dotenv.items(), *environ.items()]:
+        if name.endswith("DATABASE_URL") and text:
+            with contextlib.suppress(Exception):
+                known = make_url(text.strip())
+                register_secret(known.password, known.username)
     pyproject = _read_pyproject(project)
 
     values: dict[str, Any] = {}
@@ -512,7 +553,13 @@ def load_settings(
             try:
                 values[s.name] = s.parse(raw)
             except (TypeError, ValueError) as exc:
-                detail = str(exc) if getattr(s.parse, "choices", None) else s.help
+                if getattr(s.parse, "choices", None) or s.parse in (parse_port, parse_duration):
+                    detail = f"use a valid value: {exc}"
+                elif s.parse in (parse_int, parse_positive_int, parse_nonnegative_int):
+                    kind = {parse_positive_int: "a whole number of 1 or more", parse_nonnegative_int: "a whole number of 0 or more"}.get(s.parse, "a whole number")
+                    detail = f"use {kind} ({s.help.rstrip('.')})"
+                else:
+                    detail = f"use a valid value ({s.help.rstrip('.')})"
                 raise ConfigError(f"{_origin(s, source)} has an invalid value {raw!r}", detail) from None
             sources[s.name] = source
             break

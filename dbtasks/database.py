@@ -39,10 +39,14 @@ def describe(url: URL) -> str:
 
 
 def make_engine(url: URL, **kwargs) -> Engine:
-    """An engine without pooling: dbtasks opens few connections and must not leak them."""
+    """An engine without pooling: dbtasks opens few connections and must not leak them.
+
+    dbtasks itself always talks through psycopg2, whatever driver the project's
+    URL names (``postgresql+asyncpg://`` is for the project's own async code).
+    """
     connect_args = {"connect_timeout": CONNECT_TIMEOUT, "application_name": "dbtasks"}
     connect_args.update(kwargs.pop("connect_args", {}))
-    return sa.create_engine(url, poolclass=NullPool, connect_args=connect_args, **kwargs)
+    return sa.create_engine(url.set(drivername="postgresql+psycopg2"), poolclass=NullPool, connect_args=connect_args, **kwargs)
 
 
 def start_hint(settings: Settings) -> str | None:
@@ -65,16 +69,53 @@ def translate(exc: BaseException, url: URL, hint: str | None = None, origin: str
         return ServerError(f"database {url.database!r} does not exist on {where}", start or f"create it, or fix {origin}")
     if re.search(r'role "[^"]+" does not exist', text):
         return AuthenticationFailed(f"role {url.username!r} does not exist on {where}", f"fix the user in {origin}")
+    if "invalid response to SSL negotiation" in text or "expected authentication request" in text or "unsupported frontend protocol" in text:
+        return ServerError(
+            f"the program answering at {url.host or 'localhost'}:{url.port or 5432} is not a PostgreSQL server",
+            f"fix the port in {origin}, or stop that program" + (f" and {start}" if start else ""),
+        )
     if any(s in text for s in ("Connection refused", "could not connect", "timeout expired", "No such file or directory", "could not translate host name", "the database system is starting up", "the database system is shutting down")):
         return DatabaseNotRunning(f"cannot connect to the database at {where}", hint)
     first = redact(text.strip().splitlines()[0] if text.strip() else type(exc).__name__)
     return ServerError(f"database error at {where}: {first}")
 
 
+def session_options(settings: Settings) -> str:
+    """libpq ``options`` for every session dbtasks opens or lets env.py open: lock_timeout, statement_timeout.
+
+    The same text goes into ``PGOPTIONS`` while a project's env.py runs
+    (:func:`session_environment`), so even an env.py that builds its own engine
+    from ``sqlalchemy.url`` or ``DATABASE_URL`` gets the timeouts: libpq reads
+    ``PGOPTIONS`` for every psycopg2 connection that sets no options itself.
+    """
+    parts = [f"-c lock_timeout={settings.lock_timeout}"]
+    if settings.statement_timeout:
+        parts.append(f"-c statement_timeout={settings.statement_timeout}")
+    return " ".join(parts)
+
+
 @contextlib.contextmanager
-def connect(url: URL, hint: str | None = None, autocommit: bool = False, origin: str = "DATABASE_URL") -> Iterator[Connection]:
+def session_environment(settings: Settings) -> Iterator[str]:
+    """``PGOPTIONS`` of this process set to :func:`session_options` (after the caller's own) while the block runs."""
+    import os
+
+    before = os.environ.get("PGOPTIONS")
+    options = ((before + " ") if before else "") + session_options(settings)
+    os.environ["PGOPTIONS"] = options
+    try:
+        yield options
+    finally:
+        if before is None:
+            os.environ.pop("PGOPTIONS", None)
+        else:
+            os.environ["PGOPTIONS"] = before
+
+
+@contextlib.contextmanager
+def connect(url: URL, hint: str | None = None, autocommit: bool = False, origin: str = "DATABASE_URL", options: str | None = None) -> Iterator[Connection]:
     """Open one connection to ``url``; driver errors at connect time become clear errors."""
-    engine = make_engine(url, isolation_level="AUTOCOMMIT") if autocommit else make_engine(url)
+    extra = {"connect_args": {"options": options}} if options else {}
+    engine = make_engine(url, isolation_level="AUTOCOMMIT", **extra) if autocommit else make_engine(url, **extra)
     try:
         try:
             conn = engine.connect()
@@ -93,7 +134,7 @@ def connection(settings: Settings, autocommit: bool = False) -> contextlib.Abstr
     (``make start-db``, ``just start-db`` or ``dbtasks start-db``), or, for an
     external server, a pointer at the variable that named it.
     """
-    return connect(settings.url, start_hint(settings), autocommit, settings.url_origin)
+    return connect(settings.url, start_hint(settings), autocommit, settings.url_origin, session_options(settings))
 
 
 @contextlib.contextmanager
@@ -105,6 +146,8 @@ def advisory_lock(conn: Connection, key: int, wait: bool = True) -> Iterator[boo
     connection if the process is killed).
     """
     if wait:
+        # Waiting for another process's turn is not a table lock: lock_timeout does not apply.
+        conn.execute(sa.text("select set_config('lock_timeout', '0', true)"))
         conn.execute(sa.text("select pg_advisory_lock(:k)"), {"k": key})
         got = True
     else:

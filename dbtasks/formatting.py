@@ -31,6 +31,11 @@ class FormatResult:
         return self.failed_tool is None
 
 
+# Imports a revision file keeps even when unused (alembic/script.py.mako writes them).
+KEPT_IMPORTS = frozenset({"from alembic import op", "import sqlalchemy as sa"})
+_KEEP = "  # noqa: dbtasks-keep"
+
+
 def _black_options(path: Path) -> dict:
     for parent in path.resolve().parents:
         candidate = parent / "pyproject.toml"
@@ -45,11 +50,10 @@ def _black_options(path: Path) -> dict:
 
 def format_file(path: str | Path) -> FormatResult:
     """Format ``path`` in place. On failure the file is left untouched."""
+    from dbtasks.errors import read_text
+
     path = Path(path)
-    try:
-        original = path.read_text()
-    except OSError as exc:
-        return FormatResult(path, False, "read", str(exc))
+    original = read_text(path)  # not text, missing, unreadable: one line from the CLI
     current = original
     for tool in ("autoflake", "isort", "black"):
         try:
@@ -68,7 +72,12 @@ def _apply(tool: str, source: str, path: Path) -> str:
     import isort
 
     if tool == "autoflake":
-        return autoflake.fix_code(source, remove_all_unused_imports=True)
+        # A hand-written revision (`db-migrate-empty`) uses op and sa only once
+        # the user fills in upgrade(): those two imports stay even when unused.
+        kept = "".join(
+            f"{line}{_KEEP}\n" if line.strip() in KEPT_IMPORTS else f"{line}\n" for line in source.split("\n")
+        )[:-1]
+        return autoflake.fix_code(kept, remove_all_unused_imports=True).replace(_KEEP, "")
     if tool == "isort":
         return isort.code(source, config=isort.Config(profile="black", settings_path=str(path.parent)))
     options = _black_options(path)

@@ -7,7 +7,7 @@ import dataclasses
 from dbtasks import migrations, server
 from dbtasks.config import Settings
 from dbtasks.data import seed as seed_mod
-from dbtasks.safety import guard
+from dbtasks.safety import guard, require_own_server
 
 
 @dataclasses.dataclass
@@ -32,7 +32,12 @@ def init(settings: Settings) -> InitResult:
 
 
 def volume_recreate(settings: Settings, confirm: str | None = None, ask=None) -> tuple[server.ServerStatus, migrations.MigrateResult]:
-    """Destroy the server's data, start afresh and migrate to head (protected)."""
+    """Destroy the server's data, start afresh and migrate to head (protected).
+
+    Only ever the project's own local or docker server: any other target
+    (DATABASE_URL, ENV) is refused before anything changes.
+    """
+    require_own_server(settings, "destroy and recreate the database")
     guard(settings, "destroy and recreate the database", confirm, ask)
     backend = server.get_server(settings)
     backend.destroy()

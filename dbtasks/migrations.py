@@ -10,7 +10,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import re
+import time
+import sys
 import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -19,15 +22,17 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
-from alembic.runtime.migration import MigrationContext
+from alembic.runtime.migration import MigrationContext, RevisionStep
 from alembic.script import Script, ScriptDirectory
+from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from dbtasks import names
-from dbtasks.config import Settings, load_settings
-from dbtasks.database import advisory_lock, connect, connection, describe, make_engine, start_hint, translate
+from dbtasks.config import Settings, load_settings, shown_path
+from dbtasks.database import advisory_lock, connect, connection, describe, make_engine, session_environment, start_hint, translate
+from dbtasks.envpy import EnvPyLeak, env_url, handed, sandbox
 from dbtasks.errors import (
     ConfigError,
     DbtasksError,
@@ -61,14 +66,44 @@ def alembic_config(settings: Settings, connection: sa.Connection | None = None, 
         raise ConfigError(f"{path} not found", "pass -c path/to/alembic.ini (or set DBTASKS_ALEMBIC_INI)")
     read_text(path)  # not UTF-8: one clear line instead of a UnicodeDecodeError
     config = Config(str(path))
+    _paths_relative_to_ini(config, path.resolve().parent)
     config.attributes["dbtasks_settings"] = settings
     if connection is not None:
-        config.attributes["connection"] = connection
+        config.attributes["connection"] = handed(connection)
     if quiet:
         config.attributes["dbtasks_quiet_logging"] = True
-    url = settings.url.render_as_string(hide_password=False)
+    url = env_url(settings, settings.url).render_as_string(hide_password=False)
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
+
+
+def _paths_relative_to_ini(config: Config, ini_dir: Path) -> None:
+    """Resolve script_location, version_locations and prepend_sys_path against the ini's directory.
+
+    Alembic reads them relative to the current directory, which is the ini's
+    directory when ``alembic`` is run as documented; dbtasks may run anywhere
+    (``-c services/billing/alembic.ini``), so it makes them absolute. Without
+    ``prepend_sys_path`` the ini's directory goes on the import path, so env.py
+    finds the project's models without PYTHONPATH.
+    """
+
+    def absolute(value: str) -> str:
+        return value if os.path.isabs(value) else str((ini_dir / value).resolve())
+
+    location = config.get_main_option("script_location")
+    if location and (":" not in location or os.path.isabs(location)):  # not a "package:dir" resource
+        config.set_main_option("script_location", absolute(location).replace("%", "%%"))
+    versions = config.get_version_locations_list()
+    if versions:
+        config.set_main_option("path_separator", "os")
+        config.set_main_option("version_locations", os.pathsep.join(absolute(v) for v in versions).replace("%", "%%"))
+    prepend = config.get_prepend_sys_paths_list()
+    entries = [absolute(p) for p in prepend] if prepend else [str(ini_dir)]
+    for entry in reversed(entries):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    if prepend:
+        config.set_main_option("prepend_sys_path", "")
 
 
 def settings_for(config: Config) -> Settings:
@@ -144,7 +179,7 @@ def translate_errors(settings: Settings) -> Iterator[None]:
     except OperationalError as exc:
         text = str(exc.orig)
         if "lock timeout" in text:
-            raise MigrationError(
+            raise LockTimeout(
                 f"a migration waited longer than lock_timeout={settings.lock_timeout} for a table lock",
                 "find the blocking session in pg_stat_activity, or raise DBTASKS_LOCK_TIMEOUT",
             ) from None
@@ -155,7 +190,57 @@ def translate_errors(settings: Settings) -> Iterator[None]:
     except DBAPIError as exc:
         raise MigrationError(f"the migration failed: {redact(_first_line(str(exc.orig)))}") from None
     except ImportError as exc:
-        raise MigrationError(f"env.py or a revision cannot be imported: {exc}", "fix the import, or run from the project directory") from None
+        raise import_error(exc) from None
+    except RevisionError as exc:
+        raise MigrationError(redact(_first_line(str(exc))), f"see `{names.command('db-migrate-history')}` for the known revisions") from None
+    except SyntaxError as exc:
+        # A revision file (or env.py) that does not parse: name the file and the line.
+        where = f"{shown_path(exc.filename)}:{exc.lineno}" if exc.filename else "a revision file"
+        raise MigrationError(f"{where} cannot be parsed: {exc.msg}", "fix the syntax error (or save the file as UTF-8)") from None
+    except UnicodeDecodeError as exc:
+        raise MigrationError(f"a revision file is not UTF-8 text (byte {exc.start})", "save it as UTF-8; `dbtasks lint --all` names the file") from None
+
+
+def _project_frame(exc: BaseException) -> tuple[str, int] | None:
+    """The innermost traceback frame in the project's own files (not a library's)."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        library = filename.startswith((sys.prefix, sys.base_prefix, str(Path(__file__).parent), "<")) or "site-packages" in filename
+        if not library:
+            found = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def import_error(exc: ImportError) -> MigrationError:
+    """One line naming the file that imports the missing module, the module, and the fix."""
+    frame = _project_frame(exc)
+    where = f"{shown_path(frame[0])}:{frame[1]}" if frame else "env.py or a revision"
+    module = f"module {exc.name!r}" if exc.name else "a module"
+    return MigrationError(
+        f"{where} cannot import {module} ({_first_line(str(exc))})",
+        "install it in this environment, or fix the import (alembic.ini's prepend_sys_path puts project directories on the import path)",
+    )
+
+
+class EnvPyError(MigrationError):
+    """The project's env.py failed before it migrated anything."""
+
+
+def env_py_failed(script: ScriptDirectory, exc: BaseException) -> EnvPyError:
+    env = Path(script.dir) / "env.py"
+    if isinstance(exc, DbtasksError):
+        return EnvPyError(f"{shown_path(env)} failed before migrating: {exc.message}", exc.remedy)
+    frame = _project_frame(exc)
+    where = f"{shown_path(frame[0])}:{frame[1]}" if frame else shown_path(env)
+    text = redact(_first_line(str(exc))) if str(exc).strip() else ""
+    return EnvPyError(
+        f"{where}: env.py failed before migrating: {type(exc).__name__}{': ' + text if text else ''}",
+        "dbtasks runs env.py on a scratch database and hands it a connection in config.attributes['connection']; "
+        "see the README, 'Any Alembic project'",
+    )
 
 
 def _first_line(text: str) -> str:
@@ -267,16 +352,92 @@ def check_applied_known(settings: Settings, current: list[str], script: ScriptDi
     developer switched away: say so, and how to get back.
     """
     script = script or script_directory(settings)
-    for rev in current:
+    with translate_errors(settings):
+        unknown = [rev for rev in current if not _known(script, rev)]
+    if not unknown:
+        return
+    rev = unknown[0]
+    found = _branch_holding(script, unknown, current)
+    if found is not None:
+        branch, steps, base = found
+        how = names.command("db-migrate-down", TO=base[0]) if len(base) == 1 else names.command("db-migrate-down", STEPS=steps)
+        raise MigrationError(
+            f"the database is at revision {rev}, applied on git branch {branch!r}, which is not in {script.dir}",
+            f"`git switch {branch}`, run `{how}` (undoes {steps} revision(s)), then switch back",
+        )
+    raise MigrationError(
+        f"the database is at revision {rev}, which is not in {script.dir} (applied on another git branch?)",
+        f"switch back to that branch and run `{names.command('db-migrate-down', TO='<the newest revision both branches have>')}`, then switch again; or start afresh with `{names.command('volume-recreate')}`",
+    )
+
+
+def _known(script: ScriptDirectory, rev: str) -> bool:
+    try:
+        return script.get_revision(rev) is not None
+    except CommandError:
+        return False
+
+
+def _branch_holding(script: ScriptDirectory, unknown: list[str], current: list[str]) -> tuple[str, int, list[str]] | None:
+    """(git branch, revisions to undo there, known revisions left) for revisions applied on another branch.
+
+    Reads the other branches' revision files with ``git grep`` (nothing is
+    checked out); None when git cannot tell.
+    """
+    import subprocess
+
+    def git(*args: str) -> str | None:
         try:
-            found = script.get_revision(rev)
-        except CommandError:
-            found = None
-        if found is None:
-            raise MigrationError(
-                f"the database is at revision {rev}, which is not in {script.dir} (applied on another git branch?)",
-                f"switch back to that branch and {names.run('db-migrate-down')}, then switch again; or start afresh with `{names.command('volume-recreate')}`",
-            )
+            proc = subprocess.run(["git", "-C", str(script.dir), *args], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return proc.stdout if proc.returncode == 0 else None
+
+    branches = (git("for-each-ref", "--format=%(refname:short)", "refs/heads") or "").split()
+    for branch in branches:
+        if git("grep", "-q", "-F", "-e", unknown[0], branch, "--", ".") is None:
+            continue
+        graph = _revision_graph(branch, git)
+        if not all(u in graph for u in unknown):
+            continue
+        undo: set[str] = set()
+        base: set[str] = set()
+        todo = list(current)
+        while todo:
+            r = todo.pop()
+            if _known(script, r):
+                base.add(r)
+            elif r not in undo:
+                if r not in graph:
+                    return None
+                undo.add(r)
+                todo.extend(graph[r])
+        return branch, len(undo), sorted(base)
+    return None
+
+
+def _revision_graph(branch: str, git: Callable[..., str | None]) -> dict[str, tuple[str, ...]]:
+    """revision -> down revisions of every revision file on ``branch`` (read with git, not checked out)."""
+    import ast
+
+    graph: dict[str, tuple[str, ...]] = {}
+    for path in (git("ls-tree", "-r", "--name-only", branch, "--", ".") or "").splitlines():
+        if not path.endswith(".py"):
+            continue
+        text = git("show", f"{branch}:./{path}") if not path.startswith("/") else None
+        try:
+            tree = ast.parse(text or "")
+        except (SyntaxError, ValueError):
+            continue
+        found: dict[str, object] = {}
+        for node in tree.body:
+            target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else getattr(node, "target", None)
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision") and getattr(node, "value", None) is not None:
+                with contextlib.suppress(ValueError, SyntaxError):
+                    found[target.id] = ast.literal_eval(node.value)
+        if isinstance(found.get("revision"), str):
+            graph[found["revision"]] = revision_ids(found.get("down_revision"))
+    return graph
 
 
 def heads(settings: Settings) -> list[Revision]:
@@ -323,7 +484,7 @@ def status(settings: Settings) -> Status:
 
 def settings_on(settings: Settings, url: URL) -> Settings:
     """The settings of a scratch database: the same project, that database, no environment."""
-    return settings.with_(database_url=url.render_as_string(hide_password=False), env=None, db_server="external")
+    return settings.with_(database_url=env_url(settings, url).render_as_string(hide_password=False), env=None, db_server="external")
 
 
 def run_env(
@@ -332,25 +493,42 @@ def run_env(
     steps: Callable[[Any, MigrationContext], Iterable[Any]],
     script: ScriptDirectory | None = None,
     **env_kwargs: Any,
-) -> None:
+):
     """Run the project's env.py once on ``url``; ``steps(heads, context)`` yields the migration steps.
 
     env.py gets the connection in ``config.attributes["connection"]`` and the
-    URL in ``sqlalchemy.url``. ``script`` is an already loaded history (so a
-    caller that walks it many times imports each revision file once).
+    URL in ``sqlalchemy.url``, and runs in :func:`dbtasks.envpy.sandbox`, so
+    every connection it opens lands on ``url``. ``script`` is an already
+    loaded history (so a caller that walks it many times imports each revision
+    file once). Returns the sandbox's report (what env.py asked for).
     """
     scratch = settings_on(settings, url)
+    started: list[bool] = []
+
+    def counted(rev: Any, context: MigrationContext) -> Iterable[Any]:
+        started.append(True)  # env.py reached run_migrations()
+        return steps(rev, context)
+
     with connect(url) as conn:
         config = alembic_config(scratch, connection=conn, quiet=True)
         with translate_errors(scratch):
             script = script or ScriptDirectory.from_config(config)
-            with EnvironmentContext(config, script, fn=steps, as_sql=False, **env_kwargs):
-                script.run_env()
+        try:
+            with translate_errors(scratch):
+                with sandbox(settings, url) as report, EnvironmentContext(config, script, fn=counted, as_sql=False, **env_kwargs):
+                    script.run_env()
+        except EnvPyLeak:
+            raise
+        except Exception as exc:  # noqa: BLE001 - before the first step, the culprit is env.py
+            if started:
+                raise
+            raise env_py_failed(script, exc) from None
         if conn.in_transaction():
             conn.commit()
+    return report
 
 
-def upgrade_scratch(settings: Settings, url: URL, target: str = "heads", script: ScriptDirectory | None = None) -> None:
+def upgrade_scratch(settings: Settings, url: URL, target: str = "heads", script: ScriptDirectory | None = None):
     """Migrate the scratch database ``url`` to ``target`` through the project's env.py.
 
     The one way a scratch database reaches a revision: the checks, the schema
@@ -358,7 +536,7 @@ def upgrade_scratch(settings: Settings, url: URL, target: str = "heads", script:
     protection prompt: the database is ours and new.
     """
     script = script or script_directory(settings_on(settings, url))
-    run_env(settings, url, lambda rev, context: script._upgrade_revs(target, rev), script, destination_rev=target)
+    return run_env(settings, url, lambda rev, context: script._upgrade_revs(target, rev), script, destination_rev=target)
 
 
 # -- writing ------------------------------------------------------------------
@@ -388,40 +566,162 @@ def _heads_on(conn: sa.Connection) -> list[str]:
     return heads
 
 
-def _migrate(settings: Settings, fn: Callable[[Config], object]) -> tuple[list[str], list[str]]:
-    with _locked(settings) as conn:
-        before = _heads_on(conn)
-        check_applied_known(settings, before)
-        with translate_errors(settings):
-            fn(alembic_config(settings, connection=conn))
-        if conn.in_transaction():
-            conn.commit()
-        return before, _heads_on(conn)
+class LockTimeout(MigrationError):
+    """A migration waited longer than lock_timeout for a lock (retried by :func:`_migrate`)."""
 
 
-def upgrade(settings: Settings, target: str = "head", confirm: str | None = None, ask=None) -> MigrateResult:
-    """Upgrade the database to ``target`` (default: head), holding the migration lock."""
-    guard(settings, f"upgrade {target}", confirm, ask)
-    before, after = _migrate(settings, lambda cfg: command.upgrade(cfg, target))
+def blockers(settings: Settings, exclude: Iterable[int] = ()) -> list[str]:
+    """Sessions on the settings' database holding relation locks, as ``pid N (application_name 'x', ...)``.
+
+    Read from pg_locks joined with pg_stat_activity, oldest transaction first,
+    to name who kept a migration waiting.
+    """
+    sql = sa.text(
+        "select a.pid, coalesce(nullif(a.application_name, ''), '?'), a.query_start, a.state, "
+        "string_agg(distinct l.mode || ' on ' || coalesce(l.relation::regclass::text, '?'), ', ') "
+        "from pg_locks l join pg_stat_activity a on a.pid = l.pid "
+        "where l.granted and l.locktype = 'relation' and l.database = (select oid from pg_database where datname = current_database()) "
+        "and a.pid <> pg_backend_pid() and not (a.pid = any(:mine)) "
+        "and l.relation not in (select oid from pg_class where relnamespace = 'pg_catalog'::regnamespace) "
+        "group by a.pid, a.application_name, a.query_start, a.state, a.xact_start order by a.xact_start nulls last, a.pid"
+    )
+    try:
+        with connection(settings) as conn:
+            rows = conn.execute(sql, {"mine": list(exclude)}).all()
+    except (DbtasksError, DBAPIError):
+        return []
+    return [
+        f"pid {pid} (application_name {app!r}, query started {start:%Y-%m-%d %H:%M:%S}, {state}) holding {locks}"
+        for pid, app, start, state, locks in rows
+    ]
+
+
+def _migrate(
+    settings: Settings,
+    fn: Callable[[Config], object],
+    on_retry: Callable[[str], None] | None = None,
+    relative: bool = False,
+) -> tuple[list[str], list[str]]:
+    """Run ``fn`` under the migration lock; a lock timeout is tried again ``lock_retries`` times with backoff.
+
+    Each migration runs in its own transaction, so a retry starts where the
+    failed one stopped. A relative target (``-2``) is only retried while
+    nothing was applied yet, so a retry never goes further than asked.
+    """
+    first: list[list[str]] = []
+    attempt = 0
+    while True:
+        mine: list[int] = []
+        try:
+            with _locked(settings) as conn:
+                mine.append(int(conn.execute(sa.text("select pg_backend_pid()")).scalar()))
+                conn.commit()
+                before = _heads_on(conn)
+                if not first:
+                    first.append(before)
+                    check_applied_known(settings, before)
+                with translate_errors(settings), session_environment(settings):
+                    fn(alembic_config(settings, connection=conn))
+                if conn.in_transaction():
+                    conn.commit()
+                return first[0], _heads_on(conn)
+        except LockTimeout as exc:
+            who = blockers(settings, mine)
+            named = f"; blocked by {who[0]}" if who else ""
+            now = current_revisions(settings)
+            if attempt >= settings.lock_retries or (relative and now != first[0]):
+                tried = f" {attempt + 1} times" if attempt else ""
+                raise LockTimeout(
+                    f"a migration waited longer than lock_timeout={settings.lock_timeout} for a lock{tried}{named}",
+                    "end or wait for that session (pg_terminate_backend), or raise DBTASKS_LOCK_TIMEOUT / DBTASKS_LOCK_RETRIES",
+                ) from None
+            attempt += 1
+            wait = min(0.5 * 2 ** (attempt - 1), 8.0)
+            if on_retry is not None:
+                on_retry(f"lock_timeout={settings.lock_timeout} hit{named}; retry {attempt} of {settings.lock_retries} in {wait:g}s")
+            time.sleep(wait)
+
+
+def upgrade(settings: Settings, target: str = "head", confirm: str | None = None, ask=None, on_retry: Callable[[str], None] | None = None) -> MigrateResult:
+    """Upgrade the database to ``target`` (default: head), holding the migration lock.
+
+    A protected database asks for confirmation, unless
+    ``DBTASKS_UNATTENDED_UPGRADE=1`` (a container entrypoint). ``on_retry``
+    gets one line per lock-timeout retry.
+    """
+    guard(settings, f"upgrade {target}", confirm, ask, upgrade=True)
+    before, after = _migrate(settings, lambda cfg: command.upgrade(cfg, target), on_retry, relative=target.startswith(("+", "-")))
     return MigrateResult(before, after, _between(settings, before, after))
 
 
-def downgrade(settings: Settings, steps: int | None = 1, target: str | None = None, confirm: str | None = None, ask=None) -> MigrateResult:
-    """Downgrade ``steps`` revisions, or to ``target`` (a revision or ``base``)."""
-    if target is None:
-        if steps is None or steps < 1:
-            raise UsageError(f"STEPS must be a positive number, not {steps!r}", f"e.g. {names.command('db-migrate-down', STEPS=1)}")
-        target = f"-{steps}"
-    guard(settings, f"downgrade to {target}", confirm, ask)
-    if not current_revisions(settings):
+def downgrade(settings: Settings, steps: int | None = 1, target: str | None = None, confirm: str | None = None, ask=None, on_retry: Callable[[str], None] | None = None) -> MigrateResult:
+    """Undo the last ``steps`` applied revisions, or every one above ``target`` (a revision or ``base``).
+
+    The revisions are undone newest first, in the reverse of the order
+    Alembic applies them, one step each, so a merge revision and the branches
+    below it come apart without Alembic's "Ambiguous walk". The confirmation
+    prompt of a protected database names them.
+    """
+    if target is None and (steps is None or steps < 1):
+        raise UsageError(f"STEPS must be a positive number, not {steps!r}", f"e.g. {names.command('db-migrate-down', STEPS=1)}")
+    plan = undo_plan(settings, steps, target)
+    guard(settings, f"undo {len(plan)} revision(s) ({', '.join(r.revision for r in plan)}, newest first)", confirm, ask)
+    before, after = _migrate(settings, lambda cfg: _undo(cfg, plan, target), on_retry)
+    return MigrateResult(before, after, plan)
+
+
+def undo_plan(settings: Settings, steps: int | None = 1, target: str | None = None) -> list[Revision]:
+    """The applied revisions a downgrade undoes, newest first; a clear error when it cannot."""
+    script = script_directory(settings)
+    current = current_revisions(settings)
+    if not current:
         raise NothingToDo("the database is at base already; nothing to downgrade")
-    before, after = _migrate(settings, lambda cfg: command.downgrade(cfg, target))
-    return MigrateResult(before, after, list(reversed(_between(settings, after, before))))
+    check_applied_known(settings, current, script)
+    with translate_errors(settings):
+        applied = list(script.iterate_revisions(current, "base"))  # newest first, each before its ancestors
+        if target is None:
+            if steps > len(applied):
+                raise UsageError(
+                    f"STEPS={steps} is more than the {len(applied)} revision(s) applied",
+                    f"{names.run('db-migrate-down', STEPS=len(applied))} to undo them all, or {names.run('db-migrate-down-all')}",
+                )
+            return [Revision.from_script(s) for s in applied[:steps]]
+        if target == "base":
+            return [Revision.from_script(s) for s in applied]
+        if target.startswith(("-", "+")) or target in ("head", "heads"):
+            raise UsageError(f"TO={target} is not a revision", f"name a revision, or count steps: {names.command('db-migrate-down', STEPS=1)}")
+        found = script.get_revision(target)
+        if found is None or isinstance(found, tuple):
+            raise UnknownRevision(f"unknown revision {target!r}", f"see `{names.command('db-migrate-history')}` for the known revisions")
+        ids = {s.revision for s in applied}
+        if found.revision not in ids:
+            raise UsageError(
+                f"TO={target} is not applied to the database (it is at {', '.join(current)})",
+                f"pick an applied revision from `{names.command('db-migrate-history')}`",
+            )
+        keep = {s.revision for s in script.iterate_revisions(found.revision, "base")}
+    plan = [Revision.from_script(s) for s in applied if s.revision not in keep]
+    if not plan:
+        raise NothingToDo(f"the database is at {target} already; nothing to downgrade")
+    return plan
 
 
-def downgrade_all(settings: Settings, confirm: str | None = None, ask=None) -> MigrateResult:
-    """Downgrade to base: every migration undone (refused on protected environments)."""
-    return downgrade(settings, target="base", confirm=confirm, ask=ask)
+def _undo(cfg: Config, plan: list[Revision], target: str | None) -> None:
+    """Run the downgrade steps of ``plan`` through env.py (only those still applied: a retry resumes)."""
+    script = ScriptDirectory.from_config(cfg)
+
+    def steps(rev, context):
+        heads = [h for h in rev if h] if isinstance(rev, (tuple, list)) else ([rev] if rev else [])
+        applied = {s.revision for s in script.iterate_revisions(heads, "base")} if heads else set()
+        return [RevisionStep(script.revision_map, script.get_revision(r.revision), False) for r in plan if r.revision in applied]
+
+    with EnvironmentContext(cfg, script, fn=steps, as_sql=False, destination_rev=target or (",".join(plan[-1].down_revision) or "base")):
+        script.run_env()
+
+
+def downgrade_all(settings: Settings, confirm: str | None = None, ask=None, on_retry: Callable[[str], None] | None = None) -> MigrateResult:
+    """Downgrade to base: every migration undone (refused on protected databases without confirmation)."""
+    return downgrade(settings, target="base", confirm=confirm, ask=ask, on_retry=on_retry)
 
 
 def _between(settings: Settings, lower: list[str], upper: list[str]) -> list[Revision]:
@@ -456,7 +756,11 @@ def revision(settings: Settings, message: str | None, autogenerate: bool = True)
     ``db-migrate-empty``.
     """
     text = clean_message(message)
-    script_directory(settings)  # fail early on a bad alembic.ini
+    script = script_directory(settings)  # fail early on a bad alembic.ini
+    with translate_errors(settings):
+        if len(script.get_heads()) > 1:
+            # Before "the database is not up to date": upgrading fails on two heads too.
+            raise command_error("Multiple heads are present")
     produced: list[bool] = []
 
     def drop_empty(context, revision, directives):

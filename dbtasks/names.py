@@ -79,7 +79,9 @@ _ROWS: list[Recipe] = [
     Recipe("stop-db", "stop-db", "server.stop_db", "Stop the database server"),
     Recipe("init-db", "init-db", "lifecycle.init_db", "Start the database server and migrate to head"),
     Recipe("volume-recreate", "volume-recreate", "lifecycle.volume_recreate", "Destroy the database's data, start afresh, migrate (protected)"),
-    Recipe("db-shell", "shell", "clients.shell", "Open psql on the database (reads stdin when it is not a terminal)"),
+    Recipe("db-shell", "shell", "clients.shell", "Open psql on the database (read-only when protected; WRITE=1 asks to write)", (Param("WRITE", "--write"),)),
+    Recipe("db-protect", "protect", "safety.protect", "Mark the database protected, inside the database itself (ENV=prod or DATABASE_URL)"),
+    Recipe("db-unprotect", "unprotect", "safety.unprotect", "Remove the protection mark (asks for the database name, or CONFIRM=<dbname>)"),
     Recipe("db-status", "status", "migrations.status", "Current revision, head(s), pending revisions oldest first"),
     Recipe("db-migrate", "upgrade", "migrations.upgrade", "Upgrade the database to head"),
     Recipe("upgrade-db", "upgrade", "migrations.upgrade", "Alias of db-migrate", alias_of="db-migrate"),
@@ -96,11 +98,11 @@ _ROWS: list[Recipe] = [
     Recipe("db-migrate-merge-heads", "merge-heads", "migrations.merge_heads", "Write a merge revision joining all heads"),
     Recipe("db-migrate-linearize", "linearize", "linearize.linearize", "Rebase the newer branch onto the other head: one straight history"),
     Recipe("dump-db", "dump-db", "data.dump.dump_db", "Dump the database (ENV=prod for an environment) to dumps/, or FILE=path", (Param("FILE", "--output"),)),
-    Recipe("restore-db", "restore-db", "data.restore.restore_db", "Restore FILE=path into the database; swapped in only if it fully succeeded", (FILE,)),
+    Recipe("restore-db", "restore-db", "data.restore.restore_db", "Restore FILE=path into the database; swapped in only if it fully succeeded", (FILE, Param("FORCE", "--force"))),
     Recipe("dump-and-restore", "dump-and-restore", "data.restore.dump_and_restore", "Copy FROM=prod into the local database safely (MODE=full for a plain restore)", (Param("FROM", "--from"), Param("MODE", "--mode"))),
     Recipe("backup-db", "backup-db", "data.backup.backup_db", "Timestamped, verified backup into backups/, keeping the newest KEEP", (Param("KEEP", "--keep"),)),
     Recipe("run-script", "run-script", "data.scripts.run_script", "Run a backfill: SCRIPT=scripts/backfills/x.py [ENV=prod] [DRY_RUN=1]", (Param("SCRIPT", "--script"), Param("DRY_RUN", "--dry-run"))),
-    Recipe("db-cleanup", "cleanup", "data.cleanup.cleanup", "Delete rows past the retention policies: OLDER_THAN=\"1 year\", dry run unless APPLY=1", (Param("OLDER_THAN", "--older-than"), Param("APPLY", "--apply"))),
+    Recipe("db-cleanup", "cleanup", "data.cleanup.cleanup", "Delete rows past the retention policies: OLDER_THAN=\"1 year\", dry run unless APPLY=1", (Param("OLDER_THAN", "--older-than"), Param("APPLY", "--apply"), Param("ALL_ROWS", "--all-rows"))),
     Recipe("regenerate-db-diagram", "regenerate-db-diagram", "diagram.regenerate_db_diagram", "Write docs/database/diagram.mmd, schema.sql (+ diagram.svg) from the migrations at head"),
     Recipe("check", "check", "checks.runner.run_checks", "Every migration guardrail, one summary table: heads, lint, roundtrip, drift, rehearse, docs", (SINCE, ALL, FORMAT)),
 ]
@@ -174,7 +176,7 @@ def command(name: str, /, **values: str | int) -> str:
     parts = ["dbtasks"] + [f"{GLOBAL_PARAMS[k].flag} {_quote(v)}" for k, v in globals_.items()] + row.words
     for var, value in given.items():
         flag = params[var].flag
-        parts.append(flag if value in ("1", "true") and flag in ("--all", "--apply", "--dry-run") else f"{flag} {_quote(value)}")
+        parts.append(flag if value in ("1", "true") and flag in ("--all", "--apply", "--dry-run", "--write", "--force", "--all-rows") else f"{flag} {_quote(value)}")
     return " ".join(parts)
 
 

@@ -68,11 +68,29 @@ def given_or_throwaway(url: str | None, origin: str = "TEST_DATABASE_URL") -> It
         yield started
 
 
+def dev_server_entry(url: URL) -> str:
+    """The ``DBTASKS_DEV_DATABASES`` entry that lists every database of ``url``'s server."""
+    return f"{url.host or 'localhost'}:{url.port or 5432}"
+
+
 @pytest.fixture(scope="session")
 def dbtasks_server_url() -> Iterator[URL]:
-    """Maintenance URL of the test server (TEST_DATABASE_URL or a throwaway cluster)."""
+    """Maintenance URL of the test server (TEST_DATABASE_URL or a throwaway cluster).
+
+    The test server is a development server by definition: it is added to
+    ``DBTASKS_DEV_DATABASES`` of this process for the session, so its
+    databases are not protected unless a test marks one (``dbtasks protect``).
+    """
     with given_or_throwaway(os.environ.get("TEST_DATABASE_URL")) as url:
-        yield url
+        before = os.environ.get("DBTASKS_DEV_DATABASES")
+        os.environ["DBTASKS_DEV_DATABASES"] = ",".join(filter(None, [before, dev_server_entry(url)]))
+        try:
+            yield url
+        finally:
+            if before is None:
+                os.environ.pop("DBTASKS_DEV_DATABASES", None)
+            else:
+                os.environ["DBTASKS_DEV_DATABASES"] = before
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,16 +23,42 @@ JUST = str(BIN / "just")
 PROJECT_FILES = ["alembic.ini", "alembic", "app", "pyproject.toml", "Makefile", "justfile", "docker-compose.yml", "scripts"]
 
 
+# -- scheduling under pytest-xdist ----------------------------------------------------
+# The suite's time is mostly subprocesses and servers; with `-n 2` the wall time
+# is the busier worker's. Long tests (marked slow) run first and an idle worker
+# takes queued tests from the other, so neither is left with a long test at the end.
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked slow first, every other test in its usual order."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Work stealing instead of xdist's default fixed chunks, unless --dist names another mode."""
+    if config.getvalue("dist") == "load":
+        from xdist.scheduler import WorkStealingScheduling
+
+        return WorkStealingScheduling(config, log)
+    return None
+
+
 def url_str(url: URL) -> str:
     return url.render_as_string(hide_password=False)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment of a subprocess, without any database setting of the caller."""
+    """The environment of a subprocess, without any database setting of the caller.
+
+    ``DBTASKS_DEV_DATABASES`` stays: the plugin lists the test server there (its
+    databases are development databases); pass ``DBTASKS_DEV_DATABASES=""`` to
+    see a server as "not the project's own".
+    """
     env = {
         k: v
         for k, v in os.environ.items()
-        if not (k.startswith(("DBTASKS_", "PG")) or k.endswith("DATABASE_URL") or k in {"DB_SERVER", "MIGRATE_MSG", "CHANGE", "STEPS", "ENV", "CONFIRM", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"})
+        if k == "DBTASKS_DEV_DATABASES" or not (k.startswith(("DBTASKS_", "PG")) or k.endswith("DATABASE_URL") or k in {"DB_SERVER", "MIGRATE_MSG", "CHANGE", "STEPS", "ENV", "CONFIRM", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"})
     }
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)
@@ -104,6 +131,20 @@ def copy_project(dest: Path) -> Path:
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     return copy_project(tmp_path / "project")
+
+
+@pytest.fixture
+def reachable_dir():
+    """A directory an unprivileged server user can enter (pytest's tmp is 0700 for root)."""
+    path = Path(tempfile.mkdtemp(prefix="dbtasks-srv-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def local_env(data: Path, port: int, **extra: str) -> dict[str, str]:
+    """Settings of a local cluster kept in ``data``/pgdata on ``port``."""
+    return {"DB_SERVER": "local", "DBTASKS_PG_DATA": str(data / "pgdata"), "DBTASKS_PG_PORT": str(port), **extra}
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ REMOTE = URL.create("postgresql+psycopg2", username="postgres", host="127.0.0.1"
 
 
 def settings_for(url: URL, project: Path = REPO, **values):
+    # The test server is a development server (see dbtasks.testing.dbtasks_server_url).
+    values.setdefault("dev_databases", [f"{url.host}:{url.port}"])
     return load_settings({"database_url": url_str(url), **values}, project_dir=project, environ={})
 
 

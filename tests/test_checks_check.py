@@ -6,6 +6,8 @@ import json
 import re
 import shutil
 
+import pytest
+
 from .checks_helpers import check, example
 from .conftest import REPO, assert_one_line_error, copy_project, run, run_just, run_make, tables, url_str
 
@@ -31,6 +33,7 @@ def verdicts(**changed: str) -> dict[str, str]:
     return {name: changed.get(name, "ok") for name in CHECKS}
 
 
+@pytest.mark.slow
 def test_check_passes_on_the_kit_with_make_and_just(tmp_path, dbtasks_server_url):
     project = copy_project(tmp_path / "kit")
     env = {"DATABASE_URL": url_str(dbtasks_server_url)}
@@ -46,6 +49,7 @@ def test_check_passes_on_the_kit_with_make_and_just(tmp_path, dbtasks_server_url
     assert summary(proc.stdout) == verdicts(), proc.stdout
 
 
+@pytest.mark.slow
 def test_check_fails_on_stale_docs_with_just(tmp_path, dbtasks_server_url):
     project = copy_project(tmp_path / "kit")
     shutil.copytree(REPO / "docs", project / "docs")

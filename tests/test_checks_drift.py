@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from .checks_helpers import check, example, findings
 from .conftest import copy_project, run, scalar, tables, url_str
 
@@ -56,6 +58,7 @@ def _change_task_status(project, values):
     models.write_text(text)
 
 
+@pytest.mark.slow
 def test_enum_value_changes_autogenerate_and_roundtrip(tmp_path, empty_database, dbtasks_server_url):
     """alembic-postgresql-enum: adding, then removing a value of a native enum in the models."""
     project = copy_project(tmp_path / "kit")

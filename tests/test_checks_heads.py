@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from .checks_helpers import example
 from .conftest import DBTASKS, assert_one_line_error, run, url_str
 
@@ -40,6 +42,7 @@ def test_merge_heads_fixes_two_heads_and_the_merged_history_roundtrips(tmp_path,
     assert "4 revision(s) walked" in proc.stderr
 
 
+@pytest.mark.slow
 def test_linearize_moves_a_branch_of_several_revisions(tmp_path, empty_database):
     project = example("two_heads_branches", tmp_path)
     before = versions(project)

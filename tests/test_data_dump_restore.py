@@ -171,6 +171,7 @@ def add_label_revision(project: Path, url) -> str:
     return re.search(r"created (\w+):", proc.stdout).group(1)
 
 
+@pytest.mark.slow
 def test_dump_and_restore_schema_mode_builds_from_our_migrations_then_upgrades(project, source, target, dbtasks_server_url, tmp_path):
     old_rev = rows(source, "select version_num from alembic_version")[0][0]
     scratch = new_database(dbtasks_server_url)

@@ -60,6 +60,7 @@ def add_labels_revision(project: Path, env) -> None:
     '''))
 
 
+@pytest.mark.slow
 def test_regenerate_is_idempotent_and_check_catches_stale_files(project, db_env):
     proc = run(["regenerate-db-diagram"], project, **db_env)
     assert proc.returncode == 0, proc.stderr
@@ -152,6 +153,7 @@ def test_from_database_draws_an_existing_database(project, dbtasks_database):
     assert proc.returncode == 1 and "+        text color" in proc.stdout, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_svg_without_graphviz_says_how_to_get_it_and_is_checked_by_digest(project, db_env):
     # PATH without /usr/bin: no dot (pg_dump is still found in its PostgreSQL directory)
     proc = run(["regenerate-db-diagram"], project, PATH=str(BIN), **db_env)

@@ -144,6 +144,7 @@ def test_downgrade_more_steps_than_history(project, db_env, empty_database):
     assert APP_TABLES <= tables(empty_database)
 
 
+@pytest.mark.slow
 def test_merge_heads(project, db_env):
     assert run(["upgrade"], project, **db_env).returncode == 0
     base_head = head_of(project, db_env)
@@ -250,6 +251,7 @@ def test_formatter_failure_is_reported_and_file_kept(tmp_path):
     assert broken.read_text() == "def upgrade(:\n    pass\n"
 
 
+@pytest.mark.slow
 def test_lock_timeout_bounds_a_blocked_migration(project, db_env, empty_database):
     """A migration that cannot get its table lock fails fast and changes nothing."""
     from dbtasks.database import make_engine

@@ -4,21 +4,22 @@ end to end against a real PostgreSQL; every CLI verb documented."""
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import re
 import shlex
 import subprocess
-import textwrap
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import URL
 
 from dbtasks.cli import cli
 from dbtasks.config import load_settings
 from dbtasks.testing import free_port
 
-from .conftest import DBTASKS, JUST, REPO, assert_one_line_error, clean_env, run_just, run_make, scalar, tables, url_str
+from .conftest import DBTASKS, JUST, REPO, clean_env, local_env, run_just, run_make, scalar, tables, url_str
 from .test_migrations import APP_TABLES, add_model, revision_files
-from .test_server import reachable_dir  # noqa: F401  (fixture)
 
 SETUP_ONLY = {"help", "install", "test"}  # no dbtasks verb behind them
 
@@ -92,91 +93,147 @@ def test_ci_runs_the_readme_test_command():
 
 
 # -- end to end -----------------------------------------------------------------
+# Every recipe runs through make against a real PostgreSQL. The recipes that
+# manage the server run against a local cluster of their own; the others each
+# get a fresh database on the test server, so pytest-xdist can run them side by side.
 
 
-def test_make_recipes_end_to_end_on_a_local_server(project, reachable_dir):  # noqa: F811
-    env = {"DB_SERVER": "local", "DBTASKS_PG_DATA": str(reachable_dir / "pgdata"), "DBTASKS_PG_PORT": str(free_port())}
-    url = load_settings(project_dir=project, environ=env).url
+class Make:
+    """``make <target>`` in a project copy with fixed settings; asserts success unless ``ok=False``."""
 
-    def make(target, *args, input=None, ok=True, **extra):
-        proc = run_make(target, project, *args, input=input, **env, **extra)
+    def __init__(self, project: Path, env: dict[str, str]) -> None:
+        self.project, self.env = project, env
+
+    def __call__(self, target: str, *args: str, input: str | None = None, ok: bool = True, **extra: str) -> subprocess.CompletedProcess:
+        proc = run_make(target, self.project, *args, input=input, **{**self.env, **extra})
         if ok:
             assert proc.returncode == 0, (target, proc.stdout, proc.stderr)
         return proc
 
+
+@pytest.mark.slow
+def test_make_server_recipes_on_a_local_server(project, reachable_dir):
+    """init, start-db, db-status, db-seed, db-shell, db-migrate-down-all, init-db, volume-recreate, stop-db."""
+    env = local_env(reachable_dir, free_port())
+    settings = load_settings(project_dir=project, environ=env)
+    url = settings.url
+    make = Make(project, env)
     try:
         out = make("init").stdout
+        assert "initialized and started" in out and "created database app" in out
         assert "seeded:" in out and "pending:  none" in out
         assert APP_TABLES <= tables(url)
+        assert scalar(url, "select current_database()") == "app"
+        assert scalar(url, "show listen_addresses") == "127.0.0.1"
+        if os.geteuid() == 0:  # PostgreSQL refuses root: the server runs as another user
+            pid = int((reachable_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+            owner = pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name
+            assert owner == settings.server_user != "root"
         assert "already running" in make("start-db").stdout
         assert "pending:  none" in make("db-status").stdout
         assert "demo data already present" in make("db-seed").stdout
         shell = make("db-shell", input="select 'hello-' || count(*) from users;\n")
         assert "hello-60" in shell.stdout
 
-        add_model(project)
-        make("db-migrate-create", 'MIGRATE_MSG=add labels; $(touch pwned) `touch pwned2` "q"')
-        assert not list(project.glob("pwned*"))
-        assert "1 revision(s)" in make("db-status").stdout
-        make("db-migrate")
-        assert "labels" in tables(url)
-        assert "(head)" in make("db-migrate-current").stdout
-        history = make("db-migrate-history").stdout
-        assert "add labels" in history and "initial schema" in history
-        make("db-migrate-down", "STEPS=1")
-        assert "labels" not in tables(url)
-        make("upgrade-db")
-        assert "labels" in tables(url)
-
-        make("db-migrate-empty", "MIGRATE_MSG=hand written")
-        make("db-migrate")
-        head = make("db-migrate-heads").stdout.split()[0]
-        versions = project / "alembic" / "versions"
-        parent = scalar(url, "select version_num from alembic_version")
-        assert parent == head
-        (versions / "2026_01_01_bbbb00000002_side.py").write_text(
-            f'"""side\n\nRevision ID: bbbb00000002\nRevises: {parent}\n"""\n'
-            f"revision = 'bbbb00000002'\ndown_revision = {parent!r}\nbranch_labels = None\ndepends_on = None\n\n\n"
-            "def upgrade():\n    pass\n\n\ndef downgrade():\n    pass\n"
-        )
-        (versions / "2026_01_01_cccc00000003_other.py").write_text(
-            f'"""other\n\nRevision ID: cccc00000003\nRevises: {parent}\n"""\n'
-            f"revision = 'cccc00000003'\ndown_revision = {parent!r}\nbranch_labels = None\ndepends_on = None\n\n\n"
-            "def upgrade():\n    pass\n\n\ndef downgrade():\n    pass\n"
-        )
-        assert len(make("db-migrate-heads").stdout.strip().splitlines()) == 2
-        make("db-migrate-merge-heads")
-        assert len(make("db-migrate-heads").stdout.strip().splitlines()) == 1
-        make("db-migrate")
-
-        # aliases of db-migrate-create, with a further model change each
-        with (project / "app" / "models.py").open("a") as fh:
-            fh.write('\n\nclass Note(Base):\n    __tablename__ = "notes"\n\n    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)\n')
-        make("migrate-db", "CHANGE=add notes")
-        assert any(p.name.endswith("_add_notes.py") for p in revision_files(project))
-        make("db-migrate")
-        with (project / "app" / "models.py").open("a") as fh:
-            fh.write('\n\nclass Memo(Base):\n    __tablename__ = "memos"\n\n    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)\n')
-        make("revision", "MIGRATE_MSG=add memos")
-        make("db-migrate")
-        assert {"notes", "memos"} <= tables(url)
-
-        # prod: confirmation required, then given
-        prod = {"PROD_DATABASE_URL": url_str(url)}
-        refused = make("upgrade-prod-db", ok=False, **prod)
-        assert refused.returncode == 2 and "protected environment 'prod'" in refused.stderr
-        make("upgrade-prod-db", f"CONFIRM={url.database}", **prod)
-
         make("db-migrate-down-all")
         assert not (APP_TABLES & tables(url))
         make("init-db")
+        assert APP_TABLES <= tables(url)
         make("db-seed")
         assert scalar(url, "select count(*) from users") == 60
         make("volume-recreate")
         assert scalar(url, "select count(*) from users") == 0
+        assert scalar(url, "select count(*) from alembic_version") == 1
     finally:
-        make("stop-db", ok=False)
+        stop = make("stop-db", ok=False)
+    assert stop.returncode == 0 and "stopped" in stop.stdout, (stop.stdout, stop.stderr)
     assert "not running" in make("stop-db").stdout
+
+
+@pytest.fixture
+def make_db(project, db_env, empty_database) -> tuple[Make, URL]:
+    """make in a project copy whose database is a fresh empty one (``db_env``)."""
+    return Make(project, dict(db_env)), empty_database
+
+
+@pytest.mark.slow
+def test_make_create_migrate_down_and_up(project, make_db):
+    """db-migrate, db-migrate-create, db-status, db-migrate-current, db-migrate-history, db-migrate-down, upgrade-db."""
+    make, url = make_db
+    make("db-migrate")
+    assert APP_TABLES <= tables(url)
+    add_model(project)
+    make("db-migrate-create", 'MIGRATE_MSG=add labels; $(touch pwned) `touch pwned2` "q"')
+    assert not list(project.glob("pwned*"))
+    assert "1 revision(s)" in make("db-status").stdout
+    make("db-migrate")
+    assert "labels" in tables(url)
+    assert "(head)" in make("db-migrate-current").stdout
+    history = make("db-migrate-history").stdout
+    assert "add labels" in history and "initial schema" in history
+    make("db-migrate-down", "STEPS=1")
+    assert "labels" not in tables(url) and APP_TABLES <= tables(url)
+    make("upgrade-db")
+    assert "labels" in tables(url)
+
+
+def branch_revision(rev: str, name: str, parent: str) -> str:
+    return (
+        f'"""{name}\n\nRevision ID: {rev}\nRevises: {parent}\n"""\n'
+        f"revision = {rev!r}\ndown_revision = {parent!r}\nbranch_labels = None\ndepends_on = None\n\n\n"
+        "def upgrade():\n    pass\n\n\ndef downgrade():\n    pass\n"
+    )
+
+
+@pytest.mark.slow
+def test_make_empty_revision_heads_and_merge(project, make_db):
+    """db-migrate-empty, db-migrate-heads, db-migrate-merge-heads."""
+    make, url = make_db
+    make("db-migrate")
+    make("db-migrate-empty", "MIGRATE_MSG=hand written")
+    assert any(p.name.endswith("_hand_written.py") for p in revision_files(project))
+    make("db-migrate")
+    head = make("db-migrate-heads").stdout.split()[0]
+    parent = scalar(url, "select version_num from alembic_version")
+    assert parent == head
+    versions = project / "alembic" / "versions"
+    (versions / "2026_01_01_bbbb00000002_side.py").write_text(branch_revision("bbbb00000002", "side", parent))
+    (versions / "2026_01_01_cccc00000003_other.py").write_text(branch_revision("cccc00000003", "other", parent))
+    assert len(make("db-migrate-heads").stdout.strip().splitlines()) == 2
+    make("db-migrate-merge-heads")
+    heads = make("db-migrate-heads").stdout.strip().splitlines()
+    assert len(heads) == 1 and "merge heads" in heads[0], heads
+    make("db-migrate")
+    assert scalar(url, "select version_num from alembic_version") == heads[0].split()[0]
+
+
+@pytest.mark.slow
+def test_make_create_aliases_migrate_db_and_revision(project, make_db):
+    """migrate-db CHANGE=... and revision MIGRATE_MSG=..., each with a further model change."""
+    make, url = make_db
+    make("db-migrate")
+    with (project / "app" / "models.py").open("a") as fh:
+        fh.write('\n\nclass Note(Base):\n    __tablename__ = "notes"\n\n    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)\n')
+    make("migrate-db", "CHANGE=add notes")
+    assert any(p.name.endswith("_add_notes.py") for p in revision_files(project))
+    make("db-migrate")
+    with (project / "app" / "models.py").open("a") as fh:
+        fh.write('\n\nclass Memo(Base):\n    __tablename__ = "memos"\n\n    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)\n')
+    make("revision", "MIGRATE_MSG=add memos")
+    assert any(p.name.endswith("_add_memos.py") for p in revision_files(project))
+    make("db-migrate")
+    assert {"notes", "memos"} <= tables(url)
+
+
+def test_make_prod_upgrade_needs_confirmation(make_db):
+    """upgrade-prod-db: refused without CONFIRM, done with it."""
+    make, url = make_db
+    prod = {"PROD_DATABASE_URL": url_str(url)}
+    refused = make("upgrade-prod-db", ok=False, **prod)
+    assert refused.returncode == 2 and "protected environment 'prod'" in refused.stderr, refused.stderr
+    assert tables(url) == set()
+    make("upgrade-prod-db", f"CONFIRM={url.database}", **prod)
+    assert APP_TABLES <= tables(url)
 
 
 def test_make_missing_message_is_one_line_exit_2(project, empty_database):
@@ -185,6 +242,7 @@ def test_make_missing_message_is_one_line_exit_2(project, empty_database):
     assert "MIGRATE_MSG is empty" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_just_recipes_end_to_end(project, empty_database):
     env = {"DATABASE_URL": url_str(empty_database)}
 

@@ -3,57 +3,23 @@ as a machine without a Docker engine allows (compose file and command lines)."""
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
 import socket
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 import yaml
 
 from dbtasks.config import load_settings
-from dbtasks.server import DockerServer, LocalServer, find_bin_dir, pgserver_bin_dir
+from dbtasks.server import DockerServer, find_bin_dir, pgserver_bin_dir
 from dbtasks.testing import free_port
 
-from .conftest import REPO, assert_one_line_error, run, scalar
+from .conftest import REPO, assert_one_line_error, local_env, run, scalar
 
 
-@pytest.fixture
-def reachable_dir():
-    """A directory an unprivileged server user can enter (pytest's tmp is 0700 for root)."""
-    path = Path(tempfile.mkdtemp(prefix="dbtasks-srv-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def local_env(data: Path, port: int, **extra) -> dict[str, str]:
-    return {"DB_SERVER": "local", "DBTASKS_PG_DATA": str(data / "pgdata"), "DBTASKS_PG_PORT": str(port), **extra}
-
-
-def test_local_start_is_idempotent_and_stop_too(project, reachable_dir):
-    env = local_env(reachable_dir, free_port())
-    try:
-        first = run(["start-db"], project, **env)
-        assert first.returncode == 0, first.stderr
-        assert "initialized and started" in first.stdout and "created database app" in first.stdout
-        second = run(["start-db"], project, **env)
-        assert second.returncode == 0 and "already running" in second.stdout
-        settings = load_settings(project_dir=project, environ=env)
-        assert scalar(settings.url, "select current_database()") == "app"
-        assert scalar(settings.url, "show listen_addresses") == "127.0.0.1"
-        if os.geteuid() == 0:  # PostgreSQL refuses root: the server runs as another user
-            pid = int((reachable_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
-            owner = pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name
-            assert owner == settings.server_user != "root"
-    finally:
-        stop = run(["stop-db"], project, **env)
-    assert stop.returncode == 0 and "stopped" in stop.stdout
-    again = run(["stop-db"], project, **env)
-    assert again.returncode == 0 and "not running" in again.stdout
+# A local cluster's whole life (init with initdb, start twice, seed, psql,
+# init-db, volume-recreate, stop twice, the server user) is one test of its own
+# through make: tests/test_recipes.py::test_make_server_recipes_on_a_local_server.
 
 
 def test_port_taken_by_another_server_changes_nothing(project, reachable_dir):
@@ -122,21 +88,6 @@ def test_failed_start_prints_the_server_log(project, reachable_dir):
 def test_bad_pg_bin(project, reachable_dir):
     proc = run(["start-db"], project, **local_env(reachable_dir, free_port(), PG_BIN=str(reachable_dir)))
     assert_one_line_error(proc, "PG_BIN")
-
-
-def test_volume_recreate_destroys_and_migrates(project, reachable_dir):
-    env = local_env(reachable_dir, free_port())
-    try:
-        assert run(["init-db"], project, **env).returncode == 0
-        assert run(["seed"], project, **env).returncode == 0
-        settings = load_settings(project_dir=project, environ=env)
-        assert scalar(settings.url, "select count(*) from users") > 0
-        proc = run(["volume-recreate"], project, **env)
-        assert proc.returncode == 0, proc.stderr
-        assert scalar(settings.url, "select count(*) from users") == 0
-        assert scalar(settings.url, "select count(*) from alembic_version") == 1
-    finally:
-        run(["stop-db"], project, **env)
 
 
 def test_external_server_is_not_ours(project, empty_database):

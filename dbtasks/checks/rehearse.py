@@ -28,8 +28,9 @@ from dbtasks.checks import CheckResult, Finding, declare
 from dbtasks.checks.changes import scope as changes_scope
 from dbtasks.checks.workspace import Workspace
 from dbtasks.database import connect
+from dbtasks.envpy import EnvPyLeak
 from dbtasks.errors import DbtasksError, redact
-from dbtasks.migrations import revision_ids
+from dbtasks.migrations import EnvPyError, revision_ids
 
 NAME = "rehearse"
 EPOCH = dt.datetime(2024, 1, 1, 12, 0, 0)
@@ -234,6 +235,8 @@ def run(workspace: Workspace) -> CheckResult:
 
     try:
         workspace.run(url, steps)
+    except (EnvPyError, EnvPyLeak):
+        raise
     except DbtasksError as exc:
         script = applying[-1] if applying else chosen[0]
         text = exc.message.removeprefix("the migration failed: ")

@@ -29,7 +29,9 @@ from sqlalchemy.engine import URL
 from dbtasks.checks import CheckResult, Finding, declare
 from dbtasks.checks import snapshot as snap
 from dbtasks.checks.workspace import Workspace
+from dbtasks.envpy import EnvPyLeak
 from dbtasks.errors import ConfigError, DbtasksError, redact
+from dbtasks.migrations import EnvPyError
 
 NAME = "roundtrip"
 MAX_ITEMS = 8
@@ -160,6 +162,8 @@ def roundtrip(workspace: Workspace, url: URL, result: CheckResult) -> bool:
     while run.pos < len(items):
         try:
             workspace.run(url, run.steps)
+        except (EnvPyError, EnvPyLeak):
+            raise  # env.py itself failed, or tried to leave the scratch database: not this revision's fault
         except Exception as exc:  # noqa: BLE001 - a failing step is the finding
             script = items[run.pos].script
             text = exc.message if isinstance(exc, DbtasksError) else f"{type(exc).__name__}: {exc}"

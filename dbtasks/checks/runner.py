@@ -16,9 +16,10 @@ import time
 from typing import Callable
 
 import dbtasks.checks as package
-from dbtasks.checks import Check, CheckResult
+from dbtasks.checks import Check, CheckResult, Finding
 from dbtasks.checks.workspace import Workspace
 from dbtasks.config import Settings
+from dbtasks.migrations import EnvPyError
 
 Announce = Callable[[str], None]  # called with a check's name before it runs
 
@@ -46,6 +47,8 @@ def _blocked(check: Check, workspace: Workspace) -> str | None:
             return f"the history cannot be loaded: {broken}"
     if "single_head" in check.needs and len(workspace.heads()) > 1:
         return "the history has several heads (see the heads check)"
+    if "scratch" in check.needs and workspace.env_failed:
+        return f"env.py failed (see the {workspace.env_failed} check)"
     return None
 
 
@@ -67,9 +70,19 @@ def run_checks(settings: Settings, only: tuple[str, ...] = (), announce: Announc
                 continue
             say(check.name)
             started = time.perf_counter()
-            result = check.run(workspace)
+            try:
+                result = check.run(workspace)
+            except EnvPyError as exc:
+                # One finding, on env.py, once; the other checks that run env.py are not run.
+                workspace.env_failed = check.name
+                result = CheckResult(check.name, [Finding(check.name, "env-py-failed", exc.message, remedy=exc.remedy)], blocked=True, skipped="env.py failed")
             result.seconds = time.perf_counter() - started
             results.append(result)
+        if workspace.redirected and results:
+            results[0].notes.append(
+                f"env.py asked for {', '.join(workspace.redirected)}; dbtasks connected it to the scratch database instead "
+                "(make env.py use config.attributes['connection'] when it is set to silence this)"
+            )
     return results
 
 

@@ -27,6 +27,7 @@ from dbtasks import database
 from dbtasks.config import Settings, shown_path
 from dbtasks.errors import DbtasksError, UsageError
 from dbtasks.migrations import alembic_config, run_env, translate_errors, upgrade_scratch
+from dbtasks.safety import scratch_home
 
 
 class Workspace:
@@ -39,6 +40,9 @@ class Workspace:
         self._ordered: list[Script] | None = None
         self._stack = contextlib.ExitStack()
         self.at_head: URL | None = None  # a scratch database a check left at head, for the next one
+        self.redirected: list[str] = []
+        self.env_failed: str | None = None  # the check during which env.py failed  # databases env.py asked for and was given a scratch database instead
+        self._home: Settings | None = None
 
     def __enter__(self) -> "Workspace":
         return self
@@ -90,10 +94,17 @@ class Workspace:
 
     # -- scratch databases ---------------------------------------------------
 
+    @property
+    def home(self) -> Settings:
+        """Where scratch databases go: the settings' server, never a protected one (:func:`dbtasks.safety.scratch_home`)."""
+        if self._home is None:
+            self._home = scratch_home(self.settings, "the checks' scratch databases")
+        return self._home
+
     def scratch(self, template: str | None = None) -> URL:
-        """A throwaway database on the settings' server, dropped when the workspace closes."""
+        """A throwaway database on the settings' server (or, for a protected target, another one), dropped when the workspace closes."""
         return self._stack.enter_context(
-            database.scratch(self.settings, template, "dbtasks_check", why="the checks create scratch databases")
+            database.scratch(self.home, template, "dbtasks_check", why="the checks create scratch databases")
         )
 
     def database_at_head(self) -> URL:
@@ -108,10 +119,15 @@ class Workspace:
 
     def run(self, url: URL, steps: Callable[[Any, MigrationContext], Iterable[Any]], **env_kwargs: Any) -> None:
         """Run env.py once on ``url``; ``steps(heads, context)`` yields the migration steps."""
-        run_env(self.settings, url, steps, self.script, **env_kwargs)
+        self._collect(run_env(self.settings, url, steps, self.script, **env_kwargs))
+
+    def _collect(self, report) -> None:
+        for asked in report.redirected:
+            if asked not in self.redirected:
+                self.redirected.append(asked)
 
     def upgrade(self, url: URL, target: str = "heads") -> None:
-        upgrade_scratch(self.settings, url, target, self.script)
+        self._collect(upgrade_scratch(self.settings, url, target, self.script))
 
     def current(self, url: URL) -> list[str]:
         with database.connect(url) as conn:

@@ -24,6 +24,7 @@ its own short transaction. The default is a dry run that only counts.
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from datetime import datetime
 from typing import Any
@@ -59,6 +60,7 @@ class Step:
     table: str
     reason: str
     rows: int
+    kept: int = 0  # rows of the table that stay
 
 
 @dataclasses.dataclass
@@ -82,9 +84,47 @@ class _FK:
     action: str
 
 
+_UNITS = {
+    "second": "seconds", "seconds": "seconds", "minute": "minutes", "minutes": "minutes", "hour": "hours", "hours": "hours",
+    "day": "days", "days": "days", "week": "weeks", "weeks": "weeks", "month": "months", "months": "months", "year": "years", "years": "years",
+}
+_ISO = re.compile(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
+AGE_EXAMPLES = '"90 days", "6 months", "1 year" or ISO 8601 "P90D"'
+
+
+def parse_age(text: object, origin: str = "OLDER_THAN") -> str:
+    """A retention age as a PostgreSQL interval: a positive ``90 days``/``6 months``/``1 year`` or ISO 8601 ``P90D``.
+
+    Anything else is refused in one line: ``abc``, ``1 fortnight``, ``-5 days``,
+    ``0``, ``1 year ago`` (PostgreSQL would read that one as *minus* a year,
+    putting the cutoff in the future and dooming every row).
+    """
+    raw = str(text).strip() if text is not None else ""
+    bad = UsageError(f"{origin}={raw!r} is not a positive age", f"write {AGE_EXAMPLES}")
+    iso = _ISO.fullmatch(raw.upper())
+    if raw.upper().startswith("P") and iso:
+        if not any(iso.groups()) or all(int(g or 0) == 0 for g in iso.groups()) or raw.upper().endswith("T"):
+            raise bad
+        return raw.upper()
+    words = raw.lower().replace(",", " ").split()
+    if not words or len(words) % 2:
+        raise bad
+    parts, total = [], 0
+    for number, unit in zip(words[::2], words[1::2]):
+        if not number.isdigit() or unit not in _UNITS:
+            raise bad
+        total += int(number)
+        parts.append(f"{int(number)} {_UNITS[unit]}")
+    if total == 0:
+        raise bad
+    return " ".join(parts)
+
+
 def policies_from_settings(settings: Settings, older_than: str | None = None) -> tuple[list[Policy], list[str]]:
-    """Policies and orphan tables from the settings (``[tool.dbtasks.cleanup]``)."""
-    default_age = older_than or settings.cleanup_older_than
+    """Policies and orphan tables from the settings (``[tool.dbtasks.cleanup]``); every age is checked here."""
+    if older_than is not None:
+        older_than = parse_age(older_than)
+    default_age = older_than or (parse_age(settings.cleanup_older_than, "[tool.dbtasks.cleanup] older_than") if settings.cleanup_older_than else None)
     policies = []
     for table, spec in (settings.cleanup_tables or {}).items():
         if isinstance(spec, str):
@@ -93,6 +133,8 @@ def policies_from_settings(settings: Settings, older_than: str | None = None) ->
             column, age = spec["column"], spec.get("older_than")
         else:
             raise ConfigError(f"[tool.dbtasks.cleanup.tables] {table} needs a timestamp column", f'write {table} = "created_at" or {table} = {{ column = "created_at", older_than = "1 year" }}')
+        if age and not older_than:
+            age = parse_age(age, f"[tool.dbtasks.cleanup.tables] {table} older_than")
         age = older_than or age or default_age
         if not age:
             raise ConfigError(f"no retention age for table {table}", f"run `{names.command('db-cleanup', OLDER_THAN='1 year')}` or set older_than in [tool.dbtasks.cleanup]")
@@ -200,6 +242,7 @@ def cleanup(
     progress: ProgressCallback | None = None,
     batch_size: int | None = None,
     lock_timeout: str | None = None,
+    all_rows: bool = False,
 ) -> CleanupResult:
     """Count (default) or delete (``apply``) the rows the retention policies doom, leaf first.
 
@@ -211,7 +254,9 @@ def cleanup(
     if policies is None:
         policies = configured
     elif older_than:
-        policies = [dataclasses.replace(p, older_than=older_than) for p in policies]
+        policies = [dataclasses.replace(p, older_than=parse_age(older_than)) for p in policies]
+    else:
+        policies = [dataclasses.replace(p, older_than=parse_age(p.older_than, f"older_than of {p.table}")) for p in policies]
     orphans = conf_orphans if orphans is None else orphans
     batch_size = batch_size or settings.cleanup_batch_size
     lock_timeout = lock_timeout or settings.cleanup_lock_timeout
@@ -237,11 +282,13 @@ def cleanup(
             if not exists:
                 raise ConfigError(f"cleanup policy: table {policy.table} has no column {policy.column!r}", "fix [tool.dbtasks.cleanup.tables]")
             try:
-                cutoff = conn.execute(sa.text("select now() - cast(:a as interval)"), {"a": policy.older_than}).scalar()
+                cutoff, past = conn.execute(sa.text("select now() - cast(:a as interval), now() - cast(:a as interval) < now()"), {"a": policy.older_than}).one()
             except DBAPIError:
                 raise UsageError(f"{policy.older_than!r} is not a PostgreSQL interval", f"write an age such as \"1 year\" or \"90 days\": `{names.command('db-cleanup', OLDER_THAN='90 days')}`") from None
             finally:
                 conn.rollback()
+            if not past:
+                raise UsageError(f"the age {policy.older_than!r} of {policy.table} puts the cutoff at {cutoff}, not in the past; nothing was deleted", f"write {AGE_EXAMPLES}")
             own[oid] = (exists, f"cut{i}")
             params[f"cut{i}"] = cutoff
             cutoffs[relnames[oid]] = cutoff
@@ -258,12 +305,23 @@ def cleanup(
             return "references deleted rows"
 
         counts: dict[int, int] = {}
+        totals: dict[int, int] = {}
         for oid in tables:
-            counts[oid] = int(conn.execute(sa.text(f"select count(*) from {relnames[oid]} as _t where {predicates[oid]}"), params).scalar())
+            counts[oid], totals[oid] = (int(v) for v in conn.execute(
+                sa.text(f"select count(*) filter (where {predicates[oid]}), count(*) from {relnames[oid]} as _t"), params
+            ).one())
         conn.rollback()
+        everything = [relnames[oid] for oid in tables if counts[oid] and counts[oid] == totals[oid]]
         if not apply:
-            steps = [Step(relnames[oid], reason(oid), counts[oid]) for oid in tables]
+            steps = [Step(relnames[oid], reason(oid) + ("; every row: APPLY needs ALL_ROWS=1" if relnames[oid] in everything and not all_rows else ""), counts[oid], totals[oid] - counts[oid]) for oid in tables]
             return CleanupResult(False, steps, cutoffs, time.monotonic() - started)
+        if everything and not all_rows:
+            first = everything[0]
+            n = next(counts[o] for o in tables if relnames[o] == first)
+            raise UsageError(
+                f"the retention policies would delete every row of {', '.join(everything)} ({first}: all {n}); nothing was deleted",
+                f"check OLDER_THAN, or if that is meant, add ALL_ROWS=1 (--all-rows)",
+            )
 
         steps: list[Step] = []
         for oid in tables:
@@ -288,5 +346,5 @@ def cleanup(
                 report(progress, f"cleanup {table}", deleted, max(counts[oid], deleted), "rows")
                 if n < batch_size:
                     break
-            steps.append(Step(table, reason(oid), deleted))
+            steps.append(Step(table, reason(oid), deleted, max(totals[oid] - deleted, 0)))
     return CleanupResult(True, steps, cutoffs, time.monotonic() - started)

@@ -7,6 +7,7 @@ left by a killed run (their process is gone) are removed by the next dump.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -206,6 +207,8 @@ def dump_db(
         ensure_tool_dir(final.parent)
         if final.exists():
             raise UsageError(f"{final} already exists", "choose another file name or remove it")
+    if not os.access(final.parent, os.W_OK):
+        raise DataError(f"cannot write to {final.parent} (read-only)", "choose a writable directory with FILE= (-o) or DBTASKS_DUMP_DIR")
     remove_stale_partials(final.parent)
     partial = final.with_name(f"{final.name}.partial-{os.getpid()}")
 
@@ -235,10 +238,12 @@ def dump_db(
         report(progress, "dump", tables, tables, "tables")
         partial.rename(final)
     except BaseException:
-        if partial.is_dir():
-            shutil.rmtree(partial, ignore_errors=True)
-        else:
-            partial.unlink(missing_ok=True)
+        # Cleaning up must not hide pg_dump's own error (a read-only directory fails both).
+        with contextlib.suppress(OSError):
+            if partial.is_dir():
+                shutil.rmtree(partial, ignore_errors=True)
+            else:
+                partial.unlink(missing_ok=True)
         raise
     revision = None
     try:
@@ -265,6 +270,9 @@ def check_archive_path(path: str | Path | None) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
         raise DumpFileError(f"dump file {p} does not exist", f"check the path; `{names.command('dump-db')}` writes dumps to dumps/")
+    if not p.is_dir() and not p.is_file():
+        # pg_restore would block on a FIFO forever, waiting for a writer.
+        raise DumpFileError(f"{p} is not a regular file (a pipe, socket or device)", "write the dump to a file first and pass that file")
     if p.is_dir() and not (p / "toc.dat").is_file():
         raise DumpFileError(f"{p} is a directory but not a pg_dump directory archive (no toc.dat)", "pass a file written by `dbtasks dump-db`")
     return p

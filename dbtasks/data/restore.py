@@ -22,9 +22,10 @@ or the new one, complete; the next run drops whatever is left over.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import dataclasses
+import os
 import re
+import shutil
 import time
 import zlib
 from datetime import datetime, timezone
@@ -39,16 +40,17 @@ from dbtasks import names
 from dbtasks.config import Settings, load_settings
 from dbtasks.clients import ClientVersionError, find_client, first_error, run_client
 from dbtasks.database import advisory_lock, admin_url, connect, create_database, describe, drop_database, quote_ident, start_hint
-from dbtasks.data.dump import ArchiveInfo, DumpResult, archive_revision, dump_db, read_archive
+from dbtasks.data.dump import FORMATS, ArchiveInfo, DumpResult, archive_revision, dump_db, env_label, read_archive, stamped_path
 from dbtasks.data.tools import (
     DataError,
     ProgressCallback,
+    ensure_tool_dir,
     pause_point,
     report,
     server_major,
 )
 from dbtasks.errors import DbtasksError, ProtectedEnvironment, UsageError
-from dbtasks.safety import guard
+from dbtasks.safety import carry_mark, guard, protection
 
 SCRATCH_PREFIX = "dbtasks_restore_"
 OLD_PREFIX = "dbtasks_old_"
@@ -241,16 +243,70 @@ def restore_db(
     confirm: str | None = None,
     ask=None,
     progress: ProgressCallback | None = None,
+    force: bool = False,
+    ask_sessions=None,
+    say=None,
 ) -> RestoreResult:
     """Restore a pg_dump archive into the database of ``settings``, replacing it only on success.
 
     Objects are created without their production owners and grants
     (``--no-owner --no-privileges``) and belong to the connecting user, or to
     ``owner`` (``DBTASKS_RESTORE_OWNER``) when given. ``jobs`` parallel workers.
+
+    A dump at a revision this checkout's migrations lack is refused unless
+    ``force`` (as dump-and-restore refuses it). The sessions the swap will
+    end are named first (``say``), and ``ask_sessions`` (a terminal) may
+    decline. A database marked protected stays marked after the swap.
     """
     info = read_archive(file, settings.pg_bin)
-    guard(settings, f"restore {info.path.name} into the database", confirm, ask)
-    return _restore_full(settings, info, jobs, owner, progress)
+    if not force:
+        _check_revision_known(settings, info)
+    protection = guard(settings, f"restore {info.path.name} into the database", confirm, ask)
+    _announce_sessions(settings, ask_sessions, say)
+    result = _restore_full(settings, info, jobs, owner, progress)
+    carry_mark(settings.url, protection.mark)
+    return result
+
+
+def _check_revision_known(settings: Settings, info: ArchiveInfo) -> None:
+    from dbtasks import migrations
+
+    revision = archive_revision(info.path, settings.pg_bin)
+    if not revision:
+        return
+    script = migrations.script_directory(settings)
+    for rev in revision.split(","):
+        try:
+            found = script.get_revision(rev)
+        except Exception:  # noqa: BLE001 - alembic raises several kinds for an unknown id
+            found = None
+        if found is None:
+            raise DataError(
+                f"{info.path.name} is at revision {rev}, which this checkout's migrations do not have; nothing was changed",
+                f"pull the branch that has it, or pass --force (make/just FORCE=1) to restore it anyway",
+            )
+
+
+def sessions_on(settings: Settings) -> list[str]:
+    """application_name of every other session on the target database (what a swap ends)."""
+    with connect(admin_url(settings.url), start_hint(settings), autocommit=True, origin=settings.url_origin) as conn:
+        return [r or "?" for r in conn.execute(
+            sa.text("select application_name from pg_stat_activity where datname = :n and pid <> pg_backend_pid() order by pid"),
+            {"n": settings.database_name},
+        ).scalars()]
+
+
+def _announce_sessions(settings: Settings, ask_sessions, say) -> None:
+    apps = sessions_on(settings)
+    if not apps:
+        return
+    counted = ", ".join(f"{a} x{apps.count(a)}" if apps.count(a) > 1 else a for a in sorted(set(apps)))
+    text = f"the restore will end {len(apps)} session(s) on {settings.database_name!r} ({counted})"
+    if ask_sessions is not None:
+        if not ask_sessions(f"{text}; go on?"):
+            raise UsageError(f"declined: {text}; nothing was done")
+    elif say is not None:
+        say(text)
 
 
 def _restore_full(settings: Settings, info: ArchiveInfo, jobs: int | None, owner: str | None, progress: ProgressCallback | None) -> RestoreResult:
@@ -304,9 +360,10 @@ def dump_and_restore(
     """
     if mode not in MODES:
         raise UsageError(f"unknown MODE={mode!r}", "use MODE=schema (default) or MODE=full")
-    if settings.is_protected:
+    target = protection(settings)
+    if target.protected:
         raise ProtectedEnvironment(
-            f"refusing to dump-and-restore into protected environment {settings.env!r}",
+            f"refusing to dump-and-restore into {target.why}",
             "the target is the local database; run it without ENV (FROM= names the source)",
         )
     source = source_settings(settings, source_env)
@@ -320,7 +377,13 @@ def dump_and_restore(
             f"connect as a superuser, or use `{names.command('dump-and-restore', FROM='<env>', MODE='full')}`",
         )
     dump_settings = settings.with_(dump_format="custom") if settings.dump_format not in ("custom", "directory") else settings
-    dumped = dump_db(source.with_(dump_dir=str(dump_settings.path(settings.dump_dir)), dump_format=dump_settings.dump_format), progress=progress)
+    dump_dir = ensure_tool_dir(dump_settings.path(settings.dump_dir))
+    # The dump keeps a ".partial-<pid>" name until the restore succeeded: a run
+    # killed half-way leaves a file the next dump removes, not one more copy.
+    final = stamped_path(dump_dir, f"{source.database_name}-{env_label(source)}", FORMATS[dump_settings.dump_format][1])
+    working = final.with_name(f"{final.name}.partial-{os.getpid()}")
+    dumped = dump_db(source.with_(dump_format=dump_settings.dump_format), output=working, progress=progress)
+    done = False
     try:
         pause_point("dumped")
         info = read_archive(dumped.path, settings.pg_bin)
@@ -328,13 +391,16 @@ def dump_and_restore(
             result = _restore_full(settings, info, jobs, owner, progress)
         else:
             result = _restore_schema(settings, info, version_num, jobs, owner, current_owner, superuser, progress)
+        done = True
     finally:
-        if not keep_dump:
-            if dumped.path.is_dir():
-                shutil.rmtree(dumped.path, ignore_errors=True)
-            else:
-                dumped.path.unlink(missing_ok=True)
-    result.dump = dumped
+        if done and keep_dump:
+            dumped.path.rename(final)
+        elif dumped.path.is_dir():
+            shutil.rmtree(dumped.path, ignore_errors=True)
+        else:
+            dumped.path.unlink(missing_ok=True)
+    result.dump = dataclasses.replace(dumped, path=final)
+    result.file = final
     return result
 
 

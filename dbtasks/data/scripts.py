@@ -84,8 +84,10 @@ def load_main(real: Path):
         sys.path.insert(0, project_root)
     try:
         spec.loader.exec_module(module)
+    except SystemExit as exc:
+        raise ScriptError(f"{real.name} called sys.exit({exc.code!r}) while being imported", "move the work into main(); nothing was run") from None
     except Exception as exc:  # noqa: BLE001 - any import-time error of a user script
-        raise ScriptError(f"{real.name} failed to import: {type(exc).__name__}: {redact(str(exc)).splitlines()[0] if str(exc) else ''}") from None
+        raise ScriptError(f"{real.name} failed to import: {type(exc).__name__}: {redact(str(exc)).splitlines()[0] if str(exc) else ''}", "fix the script; nothing was run") from None
     main = getattr(module, "main", None)
     if not callable(main):
         raise UsageError(f"{real.name} has no main() function", "define main(session) or main(connection)")
@@ -163,6 +165,13 @@ def run_script(
                         conn.commit()
     except DbtasksError:
         raise
+    except SystemExit as exc:
+        # sys.exit() inside main() would end dbtasks silently with the script's code.
+        raise ScriptError(
+            f"{real.name} called sys.exit({exc.code!r}) instead of returning from main()",
+            ("its transaction was rolled back" if transactional else "changes it committed before the exit stay")
+            + "; return to succeed, raise an exception to fail",
+        ) from None
     except Exception as exc:  # noqa: BLE001 - a user script may raise anything
         detail = redact(str(exc).strip().splitlines()[0]) if str(exc).strip() else ""
         raise ScriptError(

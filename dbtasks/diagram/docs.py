@@ -31,6 +31,7 @@ from dbtasks.diagram.options import DocsError, DocsOptions, docs_options
 from dbtasks.diagram.schema_sql import dump_schema
 from dbtasks.errors import UsageError
 from dbtasks.migrations import upgrade_scratch
+from dbtasks.safety import scratch_home
 
 DIAGRAM_FILE = "diagram.mmd"
 SCHEMA_FILE = "schema.sql"
@@ -53,13 +54,10 @@ def source_database(settings: Settings, from_database: bool = False) -> Iterator
             pass
         yield settings.url
         return
-    if settings.is_protected:
-        raise UsageError(
-            f"regenerate-db-diagram migrates a scratch database, and {settings.env!r} is a protected environment",
-            "pass --from-database (make or just: FROM_DATABASE=1) to draw that database as it is",
-        )
+    # A protected target's server never gets a scratch database: the local server or TEST_DATABASE_URL does.
+    home = scratch_home(settings, "the docs' scratch database")
     # template0, not template1: whatever a machine added to template1 must not show up in the docs
-    with scratch(settings, "template0", "dbtasks_docs", why="the docs are drawn from a scratch database (or pass --from-database)") as url:
+    with scratch(home, "template0", "dbtasks_docs", why="the docs are drawn from a scratch database (or pass --from-database)") as url:
         upgrade_scratch(settings, url, "head")
         yield url
 

@@ -1,0 +1,1 @@
+    nickname: Mapped[str | None] = mapped_column(sa.Text)

@@ -1,0 +1,294 @@
+"""The bad-input table: one row per way a user can get a command wrong.
+
+Every row runs one command through make, just or the CLI against a shared
+project copy and a shared database, and proves the same five things: the exit
+code, exactly one line on stderr from dbtasks (make's and just's own trailer
+lines aside) holding the expected words, no traceback, never the
+``unexpected <Exception>`` catch-all, and nothing changed: the database
+(catalog, row counts, alembic_version) and the project's files are as before.
+
+Rows cannot change anything when they pass, so one project and one database
+serve them all (per xdist worker); the rows run in parallel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from dbtasks.database import create_database, drop_database, make_engine, scratch_name
+
+from .conftest import assert_one_line_error, copy_project, run, run_just, run_make, url_str
+
+HEAD = "f689c66d672f"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    id: str
+    runner: str  # "make", "just" or "cli"
+    args: tuple[str, ...]  # recipe and make assignments / just arguments / CLI arguments
+    words: tuple[str, ...]
+    code: int = 2
+    env: tuple[tuple[str, str], ...] = ()
+    project: str = "main"  # which shared project copy: main, badenv, badrev
+    database: str = "good"  # good: DATABASE_URL names the shared database; none: no DATABASE_URL; closed: a closed port
+
+
+def r(id, runner, args, *words, code=2, env=(), project="main", database="good"):
+    return Row(id, runner, tuple(args.split()) if isinstance(args, str) else tuple(args), words, code, tuple(env.items()) if isinstance(env, dict) else env, project, database)
+
+
+CLOSED = "cannot connect"
+NOENV = ("environment 'nosuch' is not configured", "NOSUCH_DATABASE_URL")
+
+ROWS = [
+    # -- the database does not answer: every verb that needs it says so, and how to fix it
+    *[r(f"closed-{runner}-{name}", runner, args, CLOSED, database="closed") for runner, name, args in [
+        ("cli", "status", "status"), ("make", "status", "db-status"), ("just", "status", "db-status"),
+        ("cli", "upgrade", "upgrade"), ("make", "upgrade", "db-migrate"), ("just", "upgrade", "upgrade-db"),
+        ("cli", "downgrade", "downgrade"), ("make", "downgrade", "db-migrate-down"), ("just", "downgrade", "db-migrate-down"),
+        ("cli", "down-all", "down-all"), ("make", "down-all", "db-migrate-down-all"),
+        ("cli", "current", "current"), ("make", "current", "db-migrate-current"), ("just", "current", "db-migrate-current"),
+        ("cli", "seed", "seed"), ("make", "seed", "db-seed"), ("just", "seed", "db-seed"),
+        ("cli", "dump-db", "dump-db"), ("make", "dump-db", "dump-db"), ("just", "dump-db", "dump-db"),
+        ("cli", "backup-db", "backup-db"), ("make", "backup-db", "backup-db"),
+        ("cli", "cleanup", "cleanup"), ("make", "cleanup", "db-cleanup"),
+        ("cli", "shell", "shell"), ("make", "shell", "db-shell"),
+        ("cli", "revision", "revision -m x"), ("make", "revision", "db-migrate-create MIGRATE_MSG=x"),
+        ("cli", "init-db", "init-db"), ("make", "init-db", "init-db"),
+        ("cli", "from-database", "regenerate-db-diagram --from-database"),
+        ("cli", "run-script", "run-script scripts/backfills/ok.py"),
+    ]],
+    # -- an environment that is not configured
+    *[r(f"noenv-{runner}-{name}", runner, args, *NOENV, env=env) for runner, name, args, env in [
+        ("cli", "status", "--env nosuch status", {}), ("make", "status", "db-status", {"ENV": "nosuch"}), ("just", "status", "db-status", {"ENV": "nosuch"}),
+        ("cli", "upgrade", "--env nosuch upgrade", {}), ("make", "upgrade", "db-migrate", {"ENV": "nosuch"}),
+        ("cli", "downgrade", "--env nosuch downgrade", {}), ("just", "downgrade", "db-migrate-down", {"ENV": "nosuch"}),
+        ("cli", "dump-db", "--env nosuch dump-db", {}), ("make", "dump-db", "dump-db", {"ENV": "nosuch"}),
+        ("cli", "url", "--env nosuch url", {}), ("cli", "settings", "--env nosuch settings", {}),
+        ("cli", "check", "--env nosuch check", {}), ("make", "check", "check", {"ENV": "nosuch"}),
+        ("cli", "lint", "--env nosuch lint", {}), ("make", "lint", "db-lint-migrations", {"ENV": "nosuch"}),
+        ("cli", "check-heads", "--env nosuch check-heads", {}), ("just", "check-heads", "db-check-heads", {"ENV": "nosuch"}),
+        ("cli", "check-migrations", "--env nosuch check-migrations", {}), ("make", "check-migrations", "db-check-migrations", {"ENV": "nosuch"}),
+        ("cli", "check-roundtrip", "--env nosuch check-roundtrip", {}), ("cli", "rehearse", "--env nosuch rehearse", {}),
+        ("cli", "check-db-docs", "--env nosuch check-db-docs", {}), ("make", "diagram", "regenerate-db-diagram", {"ENV": "nosuch"}),
+        ("cli", "history", "--env nosuch history", {}), ("cli", "heads", "--env nosuch heads", {}),
+        ("cli", "merge-heads", "--env nosuch merge-heads", {}), ("cli", "linearize", "--env nosuch linearize", {}),
+        ("cli", "restore-db", "--env nosuch restore-db -f x.dump", {}), ("cli", "dump-and-restore", "--env nosuch dump-and-restore --from prod", {}),
+        ("cli", "volume-recreate", "--env nosuch volume-recreate", {}), ("cli", "start-db", "--env nosuch start-db", {}),
+        ("cli", "stop-db", "--env nosuch stop-db", {}), ("cli", "init", "--env nosuch init", {}),
+        ("cli", "protect", "--env nosuch protect", {}), ("make", "unprotect", "db-unprotect", {"ENV": "nosuch"}),
+    ]],
+    # -- settings with values that cannot be right
+    r("url-mysql-cli", "cli", "status", "must point at PostgreSQL", env={"DATABASE_URL": "mysql://u@h/db"}, database="none"),
+    r("url-mysql-make", "make", "db-status", "must point at PostgreSQL", env={"DATABASE_URL": "mysql://u@h/db"}, database="none"),
+    r("url-garbage-just", "just", "db-status", "not a valid database URL", env={"DATABASE_URL": "::nonsense::"}, database="none"),
+    r("url-nodb-cli", "cli", "status", "names no database", env={"DATABASE_URL": "postgresql://u@localhost:5432"}, database="none"),
+    r("port-99999-cli", "cli", "start-db", "DBTASKS_PG_PORT", "1..65535", env={"DBTASKS_PG_PORT": "99999", "DB_SERVER": "local"}, database="none"),
+    r("port-99999-make", "make", "start-db", "DBTASKS_PG_PORT", "1..65535", env={"DBTASKS_PG_PORT": "99999", "DB_SERVER": "local"}, database="none"),
+    r("port-abc-just", "just", "init", "DBTASKS_PG_PORT", "whole number", env={"DBTASKS_PG_PORT": "abc", "DB_SERVER": "local"}, database="none"),
+    r("batch-abc-cli", "cli", "cleanup", "DBTASKS_CLEANUP_BATCH_SIZE", "whole number", env={"DBTASKS_CLEANUP_BATCH_SIZE": "abc"}),
+    r("batch-abc-flag-cli", "cli", "cleanup --batch-size abc", "--batch-size", "abc"),
+    r("jobs-zero-make", "make", "dump-db JOBS=0", "JOBS", "1 or more"),
+    r("keep-abc-just", "just", "backup-db abc", "KEEP", "whole number"),
+    r("steps-abc-make", "make", "db-migrate-down STEPS=abc", "STEPS", "whole number"),
+    r("steps-zero-cli", "cli", "downgrade --steps 0", "STEPS"),
+    r("steps-too-many-make", "make", "db-migrate-down STEPS=9", "more than the 1 revision", "make db-migrate-down STEPS=1"),
+    r("steps-too-many-just", "just", "db-migrate-down 9", "more than the 1 revision", "just db-migrate-down"),
+    r("steps-and-to-cli", "cli", f"downgrade --steps 1 --to {HEAD}", "--steps or --to"),
+    r("to-unknown-make", "make", "db-migrate-down TO=zzz", "unknown revision 'zzz'", "make db-migrate-history"),
+    r("to-unknown-cli", "cli", "downgrade --to zzz", "unknown revision 'zzz'", "dbtasks history"),
+    r("to-current-just", "just", f"db-migrate-down '' {HEAD}", f"at {HEAD} already", code=1),
+    r("upgrade-unknown-cli", "cli", "upgrade zzz", "unknown revision 'zzz'"),
+    r("msg-empty-make", "make", "db-migrate-create", "MIGRATE_MSG is empty", "make db-migrate-create MIGRATE_MSG="),
+    r("msg-empty-just", "just", "db-migrate-empty", "MIGRATE_MSG is empty", "just"),
+    r("msg-symbols-cli", "cli", ["revision", "--empty", "-m", ";;;"], "no letters or digits"),
+    r("no-changes-make", "make", "db-migrate-create MIGRATE_MSG=nothing", "no difference between the models and the database", "db-migrate-empty", code=1),
+    r("merge-one-head-make", "make", "db-migrate-merge-heads", "only one head", code=1),
+    r("merge-one-head-cli", "cli", "merge-heads", "only one head", code=1),
+    r("config-dir-cli", "cli", "-c /tmp status", "/tmp is a directory"),
+    r("config-missing-cli", "cli", "-c /nonexistent/alembic.ini history", "/nonexistent/alembic.ini"),
+    r("env-and-prod-cli", "cli", "--env staging --prod status", "--prod and --env"),
+    r("unknown-verb-cli", "cli", "frobnicate", "No such command"),
+    r("format-missing-cli", "cli", "format-revision bad/missing.py", "bad/missing.py"),
+    r("format-nonutf8-cli", "cli", "format-revision bad/latin1.py", "not UTF-8"),
+    # -- data commands given the wrong files
+    r("restore-fifo-make", "make", "restore-db FILE=bad/fifo", "not a regular file"),
+    r("restore-fifo-cli", "cli", "restore-db -f bad/fifo", "not a regular file"),
+    r("restore-missing-just", "just", "restore-db bad/missing.dump", "does not exist", "just dump-db"),
+    r("restore-notdump-cli", "cli", "restore-db -f bad/latin1.py", "not a readable pg_dump archive"),
+    r("restore-emptydir-make", "make", "restore-db FILE=bad", "not a pg_dump directory archive"),
+    r("restore-nofile-make", "make", "restore-db", "no dump file given", "make restore-db FILE="),
+    r("dump-exists-cli", "cli", "dump-db -o bad/latin1.py", "already exists"),
+    r("dump-format-cli", "cli", "dump-db --format zip", "zip"),
+    r("dump-and-restore-nofrom-make", "make", "dump-and-restore", "no source environment", "make dump-and-restore FROM="),
+    r("dump-and-restore-mode-just", "just", "dump-and-restore prod weird", "MODE", env={"PROD_DATABASE_URL": "postgresql://u:pw@127.0.0.1:1/x"}),
+    r("dump-and-restore-noenv-cli", "cli", "dump-and-restore --from nosuch", "'nosuch' is not configured"),
+    r("script-exit-make", "make", "run-script SCRIPT=scripts/backfills/exits.py", "called sys.exit(3)", "rolled back"),
+    r("script-exit-cli", "cli", "run-script scripts/backfills/exits.py", "called sys.exit(3)"),
+    r("script-import-exit-just", "just", "run-script scripts/backfills/exits_on_import.py", "sys.exit(4) while being imported"),
+    r("script-raises-cli", "cli", "run-script scripts/backfills/raises.py", "raises.py failed: RuntimeError", "rolled back"),
+    r("script-leak-other-env-cli", "cli", "run-script scripts/backfills/leaks.py", "***", "rolled back",
+      env={"PROD_DATABASE_URL": "postgresql://u:s3cretProdPw@db.example/x", "STAGING_DATABASE_URL": "postgresql://u:s3cretStagePw@db.example/y"}),
+    r("script-outside-make", "make", "run-script SCRIPT=/etc/hostname", "outside the repository"),
+    r("script-missing-cli", "cli", "run-script scripts/backfills/nope.py", "does not exist"),
+    r("script-none-just", "just", "run-script", "no script given"),
+    r("script-notpy-cli", "cli", "run-script bad/fifo", "not"),
+    r("script-nomain-cli", "cli", "run-script scripts/backfills/nomain.py", "no main() function"),
+    r("script-dryrun-cli", "cli", "run-script --dry-run scripts/backfills/exits.py", "does not support a dry run"),
+    # -- broken project files
+    r("dotenv-latin1-cli", "cli", "status", ".env is not UTF-8", project="badenv"),
+    r("dotenv-latin1-make", "make", "db-status", ".env is not UTF-8", project="badenv"),
+    r("syntax-status-cli", "cli", "status", "cannot be parsed", "bad_syntax.py", project="badrev"),
+    r("syntax-upgrade-make", "make", "db-migrate", "cannot be parsed", project="badrev"),
+    r("syntax-history-just", "just", "db-migrate-history", "cannot be parsed", project="badrev"),
+    r("syntax-heads-cli", "cli", "heads", "cannot be parsed", project="badrev"),
+    r("syntax-lint-cli", "cli", "lint --all", "import-error", project="badrev", code=1),
+    # -- a program that is not PostgreSQL on the port
+    r("not-postgres-cli", "cli", "status", "not a PostgreSQL server", database="http"),
+    r("not-postgres-make", "make", "db-status", "not a PostgreSQL server", database="http"),
+]
+
+
+def _snapshot_db(url: URL) -> tuple:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            catalog = conn.execute(sa.text(
+                "select c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull "
+                "from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+                "left join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped "
+                "where n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg_toast%' "
+                "order by 1, 3"
+            )).all()
+            tables = [t for (t,) in conn.execute(sa.text("select tablename from pg_tables where schemaname = 'public' order by 1"))]
+            counts = {t: conn.execute(sa.text(f'select count(*) from "{t}"')).scalar() for t in tables}
+            databases = conn.execute(sa.text("select count(*) from pg_database")).scalar()
+            return tuple(catalog), counts, databases
+    finally:
+        engine.dispose()
+
+
+def _snapshot_files(root: Path) -> dict[str, str]:
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if "__pycache__" in path.parts or ".pytest_cache" in path.parts:
+            continue
+        st = path.lstat()
+        if stat.S_ISREG(st.st_mode):
+            out[str(path.relative_to(root))] = hashlib.sha1(path.read_bytes()).hexdigest()
+        else:
+            out[str(path.relative_to(root))] = stat.filemode(st.st_mode)
+    return out
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory, dbtasks_server_url: URL, dbtasks_template: URL):
+    """The shared projects, database and fake server every row runs against."""
+    root = tmp_path_factory.mktemp("bad_input")
+    main = copy_project(root / "main")
+    bad = main / "bad"
+    bad.mkdir()
+    os.mkfifo(bad / "fifo")
+    (bad / "latin1.py").write_bytes(b"# caf\xe9\nx = 1\n")
+    backfills = main / "scripts" / "backfills"
+    (backfills / "ok.py").write_text("def main(session):\n    return 'ok'\n")
+    (backfills / "exits.py").write_text("import sys\n\n\ndef main(session):\n    sys.exit(3)\n")
+    (backfills / "exits_on_import.py").write_text("import sys\n\nsys.exit(4)\n")
+    (backfills / "raises.py").write_text("def main(session):\n    raise RuntimeError('boom')\n")
+    (backfills / "leaks.py").write_text("def main(session):\n    raise RuntimeError('cannot reach s3cretProdPw nor s3cretStagePw')\n")
+    (backfills / "nomain.py").write_text("x = 1\n")
+    badenv = copy_project(root / "badenv")
+    (badenv / ".env").write_bytes(b"DBTASKS_PG_PORT=6545\n# caf\xe9\n")
+    badrev = copy_project(root / "badrev")
+    (badrev / "alembic" / "versions" / "bad_syntax.py").write_text(f'"""x"""\nrevision = "bad1"\ndown_revision = "{HEAD}"\n\n\ndef upgrade(:\n    pass\n')
+
+    name = scratch_name("dbtasks_bad_input")
+    url = create_database(dbtasks_server_url, name, template=dbtasks_template.database)
+    # Something that is not PostgreSQL on a port: it answers the SSL request with "H".
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    import threading
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                try:
+                    conn.recv(64)
+                    conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield {"projects": {"main": main, "badenv": badenv, "badrev": badrev}, "url": url, "http_port": listener.getsockname()[1], "root": root}
+    finally:
+        listener.close()
+        drop_database(dbtasks_server_url, name)
+
+
+def _invoke(row: Row, cwd: Path, env: dict[str, str]):
+    if row.runner == "make":
+        return run_make(row.args[0], cwd, *row.args[1:], **env)
+    if row.runner == "just":
+        return run_just(list(row.args), cwd, **env)
+    return run(list(row.args), cwd, **env)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
+def test_bad_input(row: Row, stage) -> None:
+    cwd = stage["projects"][row.project]
+    env = dict(row.env)
+    env.setdefault("DBTASKS_PG_DATA", str(stage["root"] / f"pgdata-{row.id}"))
+    if row.database == "good":
+        env.setdefault("DATABASE_URL", url_str(stage["url"]))
+    elif row.database == "closed":
+        env.setdefault("DATABASE_URL", f"postgresql://u:pw@127.0.0.1:{_closed_port()}/app")
+    elif row.database == "http":
+        env.setdefault("DATABASE_URL", f"postgresql://u:pw@127.0.0.1:{stage['http_port']}/app")
+    db_before = _snapshot_db(stage["url"])
+    files_before = _snapshot_files(cwd)
+
+    proc = _invoke(row, cwd, env)
+
+    line = assert_one_line_error(proc, *row.words, code=row.code)
+    assert "unexpected" not in line, line
+    for secret in ("s3cretProdPw", "s3cretStagePw"):
+        assert secret not in proc.stderr + proc.stdout
+    assert _snapshot_files(cwd) == files_before
+    assert _snapshot_db(stage["url"]) == db_before
+    assert not (stage["root"] / f"pgdata-{row.id}").exists(), "a cluster directory was left behind"
+
+
+def test_the_table_covers_every_verb_and_runner() -> None:
+    from dbtasks import names
+
+    assert len(ROWS) >= 80
+    assert {row.runner for row in ROWS} == {"make", "just", "cli"}
+    assert len({row.id for row in ROWS}) == len(ROWS)
+    seen = " ".join(" ".join(row.args) for row in ROWS)
+    for recipe in names.rows():
+        if recipe.verb is None:
+            continue
+        verb = recipe.verb.split()[-1] if recipe.verb.startswith("--") else recipe.verb.split()[0]
+        assert verb in seen or recipe.recipe in seen, recipe.recipe
