@@ -385,8 +385,11 @@ def history(c: Ctx) -> None:
     """List every revision, oldest first; applied ones are marked with *."""
     from dbtasks import migrations
 
-    for rev in migrations.history(c.settings):
+    found = migrations.history(c.settings)
+    for rev in found.revisions:
         echo(f"{'*' if rev.applied else ' '} {rev.line()}")
+    for rev in found.unknown:
+        echo(f"note: the database is at revision {rev}, which these files do not have (applied on another git branch?)", err=True)
 
 
 @cli.command()
@@ -622,8 +625,8 @@ def cleanup_cmd(c: Ctx) -> None:
         r = cleanup(s, s.older_than, s.apply, confirm=s.confirm, ask=_ask(), progress=bars, all_rows=s.all_rows)
     for step in r.steps:
         cutoff = r.cutoffs.get(step.table)
-        when = f", cutoff {cutoff:%Y-%m-%d %H:%M:%S %Z}".rstrip() if cutoff else ""
-        echo(f"{'deleted' if r.applied else 'would delete'} {step.rows:>9} {step.table}, keeping {step.kept}  ({step.reason}{when})")
+        when = f"; cutoff {cutoff:%Y-%m-%d %H:%M:%S %Z}".rstrip() if cutoff else ""
+        echo(f"{'deleted' if r.applied else 'would delete'} {step.rows:>9} {step.table}  keeps {step.kept}  ({step.reason}{when})")
     if r.applied:
         echo(f"deleted {r.total} row(s) in {r.seconds:.1f}s")
     else:

@@ -101,7 +101,10 @@ def parse_positive_int(value: Any) -> int:
 
 def parse_port(value: Any) -> int:
     """A TCP port, 1..65535: checked before initdb, so a typo leaves no cluster behind."""
-    number = parse_int(value)
+    try:
+        number = parse_int(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a TCP port (1..65535)") from None
     if not 1 <= number <= 65535:
         raise ValueError(f"{value!r} is not a TCP port (1..65535)")
     return number

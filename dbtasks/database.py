@@ -24,6 +24,8 @@ from dbtasks import names
 from dbtasks.config import Settings
 from dbtasks.errors import (
     AuthenticationFailed,
+    ConfigError,
+    read_text,
     DatabaseNotRunning,
     DbtasksError,
     ServerError,
@@ -226,9 +228,29 @@ def scratch(settings: Settings, template: str | None = None, prefix: str = "dbta
             (f"{why}: " if why else "") + "use a role with CREATEDB (ALTER ROLE ... CREATEDB)",
         ) from None
     try:
+        prepare_scratch(settings, scratch)
         yield scratch
     finally:
         drop_database(url, name)
+
+
+def prepare_scratch(settings: Settings, url: URL) -> None:
+    """Run the ``scratch_setup`` SQL file on a new scratch database (what the history expects but does not create).
+
+    A history whose first revision expects tables, schemas or roles made
+    outside Alembic (by hand long ago, by another service) cannot replay on an
+    empty database; the file creates them first.
+    """
+    if not settings.scratch_setup:
+        return
+    path = settings.path(settings.scratch_setup)
+    sql = read_text(path)
+    try:
+        with connect(url, autocommit=True) as conn:
+            conn.exec_driver_sql(sql)
+    except DBAPIError as exc:
+        first = redact(str(exc.orig).strip().splitlines()[0]) if str(exc.orig).strip() else type(exc).__name__
+        raise ConfigError(f"scratch_setup {path} failed on the scratch database: {first}", "fix the SQL file (DBTASKS_SCRATCH_SETUP)") from None
 
 
 def server_version(url: URL) -> int:

@@ -77,6 +77,22 @@ def alembic_config(settings: Settings, connection: sa.Connection | None = None, 
     return config
 
 
+def import_roots(settings: Settings) -> list[Path]:
+    """Directories the project's own code is imported from: the ini's, its prepend_sys_path, the project's (and src/)."""
+    path = settings.alembic_ini_path
+    ini_dir = path.resolve().parent
+    roots = [ini_dir]
+    if path.is_file():
+        prepend = Config(str(path)).get_prepend_sys_paths_list() or []
+        roots += [Path(p) if os.path.isabs(p) else (ini_dir / p).resolve() for p in prepend]
+    roots += [settings.project_dir, settings.project_dir / "src"]
+    unique: list[Path] = []
+    for root in roots:
+        if root.is_dir() and root not in unique:
+            unique.append(root)
+    return unique
+
+
 def _paths_relative_to_ini(config: Config, ini_dir: Path) -> None:
     """Resolve script_location, version_locations and prepend_sys_path against the ini's directory.
 
@@ -232,6 +248,8 @@ class EnvPyError(MigrationError):
 def env_py_failed(script: ScriptDirectory, exc: BaseException) -> EnvPyError:
     env = Path(script.dir) / "env.py"
     if isinstance(exc, DbtasksError):
+        if " cannot import " in exc.message:  # already names the file, the line and the module
+            return EnvPyError(exc.message, exc.remedy)
         return EnvPyError(f"{shown_path(env)} failed before migrating: {exc.message}", exc.remedy)
     frame = _project_frame(exc)
     where = f"{shown_path(frame[0])}:{frame[1]}" if frame else shown_path(env)
@@ -447,20 +465,31 @@ def heads(settings: Settings) -> list[Revision]:
         return [Revision.from_script(script.get_revision(h)) for h in sorted(script.get_heads())]
 
 
-def history(settings: Settings) -> list[Revision]:
-    """Every revision, oldest first, marking the ones applied to the database."""
+@dataclasses.dataclass
+class History:
+    """Every revision oldest first, applied ones marked; ``unknown``: what the database is at that these files lack."""
+
+    revisions: list[Revision]
+    unknown: list[str]
+
+
+def history(settings: Settings) -> History:
+    """Every revision, oldest first, marking the ones applied to the database (readable without one)."""
     script = script_directory(settings)
     applied: set[str] = set()
+    unknown: list[str] = []
     try:
         current = current_revisions(settings)
-        with translate_errors(settings):
-            for rev in script.iterate_revisions(current, "base"):
-                applied.add(rev.revision)
     except DbtasksError:
-        pass  # history is readable without a database
+        current = []  # history is readable without a database
+    for rev in current:
+        try:
+            applied |= {r.revision for r in script.iterate_revisions(rev, "base")}
+        except (CommandError, RevisionError):
+            unknown.append(rev)
     with translate_errors(settings):
         revs = list(script.walk_revisions())
-    return [Revision.from_script(s, s.revision in applied) for s in reversed(revs)]
+    return History([Revision.from_script(s, s.revision in applied) for s in reversed(revs)], unknown)
 
 
 def status(settings: Settings) -> Status:

@@ -26,7 +26,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 from dbtasks.config import load_settings, parse_url
-from dbtasks.database import create_database, drop_database, scratch_name
+from dbtasks.database import create_database, drop_database, prepare_scratch, scratch_name
 
 
 def free_port() -> int:
@@ -101,7 +101,9 @@ def dbtasks_template(dbtasks_server_url: URL) -> Iterator[URL]:
     name = scratch_name("dbtasks_template")
     url = create_database(dbtasks_server_url, name)
     try:
-        migrations.upgrade_scratch(load_settings(), url)
+        settings = load_settings()
+        prepare_scratch(settings, url)
+        migrations.upgrade_scratch(settings, url)
         yield url
     finally:
         drop_database(dbtasks_server_url, name)

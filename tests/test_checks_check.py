@@ -68,7 +68,8 @@ def test_check_on_another_project_by_path_names_each_failure(tmp_path, dbtasks_s
     project = example("drift_missing_column", tmp_path)
     proc = run(["-c", str(project / "alembic.ini"), "--database-url", url_str(empty_database), "check"], tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert summary(proc.stdout) == verdicts(drift="FAILED", docs="skipped"), proc.stdout
+    # one revision, which starts the history: no rows to rehearse it on
+    assert summary(proc.stdout) == verdicts(drift="FAILED", rehearse="skipped", docs="skipped"), proc.stdout
     assert "drift/model-drift [a0a0a0a0a001]" in proc.stdout
     assert "op.add_column('users', sa.Column('age', sa.Integer(), nullable=True))" in proc.stdout
     assert tables(empty_database) == set()  # only scratch databases were used
@@ -89,7 +90,7 @@ def test_unloadable_history_still_lints_and_fails(tmp_path, dbtasks_server_url):
     found = {(f["check"], f["rule"], f["revision"]) for f in json.loads(proc.stdout)}
     assert found == {
         ("lint", "import-error", "e2e2e2e2e201"),
-        ("lint", "self-contained", "e2e2e2e2e201"),
+        ("lint", "third-party-import", "e2e2e2e2e201"),
         ("lint", "self-contained", "e2e2e2e2e202"),
         ("lint", "empty-downgrade", "e2e2e2e2e202"),
     }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from .checks_helpers import example, findings, git, git_history, rules
 from .conftest import assert_one_line_error, run
 
@@ -148,3 +150,35 @@ def test_made_with_make_and_just(tmp_path):
         assert proc.returncode == code, (cmd, proc.stdout, proc.stderr)  # make says 2 for any failed recipe
         out = proc.stdout[proc.stdout.find("["):]  # make echoes the command line first
         assert [(f["rule"], f["revision"]) for f in json.loads(out)] == [("self-contained", "e1e1e1e1e101")], (cmd, proc.stdout, proc.stderr)
+
+
+def _add_revision(project, rev: str, body: str, docstring_revises: str, down: str = '"b1b1b1b1b101"') -> None:
+    (project / "migrations" / "versions" / f"2026_01_03_{rev}_extra.py").write_text(
+        f'"""extra\n\nRevision ID: {rev}\nRevises: {docstring_revises}\nCreate Date: 2026-01-03 10:00:00\n\n"""\n'
+        f"import sqlalchemy as sa\nfrom alembic import op\n{body}\n\n"
+        f'revision = "{rev}"\ndown_revision = {down}\nbranch_labels = None\ndepends_on = None\n\n\n'
+        "def upgrade():\n    op.add_column(\"users\", sa.Column(\"extra\", sa.Text()))\n\n\n"
+        "def downgrade():\n    op.drop_column(\"users\", \"extra\")\n"
+    )
+
+
+def test_a_library_import_is_a_warning_and_the_projects_own_package_an_error(tmp_path):
+    project = example("clean", tmp_path)
+    _add_revision(project, "f1f1f1f1f101", "import yaml  # noqa: F401", "b1b1b1b1b101")
+    proc = lint(project, "--all")
+    assert proc.returncode == 0, proc.stdout
+    assert rules(proc) == {("third-party-import", "f1f1f1f1f101")}
+    assert findings(proc)[0]["severity"] == "warning"
+    _add_revision(project, "f1f1f1f1f101", 'import importlib\nUser = importlib.import_module("models").User', "b1b1b1b1b101")
+    proc = lint(project, "--all")
+    assert proc.returncode == 1
+    assert rules(proc) == {("self-contained", "f1f1f1f1f101")}
+
+
+@pytest.mark.parametrize("revises", ["b1b1b1b1b101", "('b1b1b1b1b101',)", "b1b1b1b1b101,"])
+def test_the_docstring_may_spell_the_same_parents_any_way(tmp_path, revises):
+    project = example("clean", tmp_path)
+    _add_revision(project, "f2f2f2f2f201", "", revises)
+    assert findings(lint(project, "--all")) == []
+    _add_revision(project, "f2f2f2f2f201", "", "a0a0a0a0a001")
+    assert rules(lint(project, "--all")) == {("down-revision-mismatch", "f2f2f2f2f201")}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .checks_helpers import check, example, findings, git_history
+from .checks_helpers import check, example, findings, git_history, rules
 
 
 def rehearse(case, tmp_path, server, new, *args):
@@ -44,14 +44,13 @@ def test_safe_revision_passes_and_says_how_much_data_it_met(tmp_path, dbtasks_se
     assert "1 revision(s) applied to a database at a0a0a0a0a001 with 14 rows in 2 table(s)" in proc.stderr
 
 
-def test_empty_database_would_not_have_caught_it(tmp_path, dbtasks_server_url):
-    """The same failing revision passes when every revision is rehearsed from base (no data)."""
+def test_all_from_base_runs_the_first_revision_empty_and_rehearses_the_rest(tmp_path, dbtasks_server_url):
+    """--all starts at base: the first revision creates the tables, then rows, then the others (it used to pass on 0 rows)."""
     project = example("rehearse_not_null", tmp_path)
-    proc = check(["rehearse", "--all"], project, dbtasks_server_url)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout == "rehearse: ok\n"
-    # it did apply both revisions, 6a6a6a6a6a01 included, only to an empty database
-    assert proc.stderr == "note: rehearse: 2 revision(s) applied to a database at base with 0 rows in 0 table(s)\n"
+    proc = check(["rehearse", "--all", "--format", "json"], project, dbtasks_server_url)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert rules(proc) == {("fails-with-data", "6a6a6a6a6a01")}
+    assert "starts the history, so it ran on an empty database" in proc.stderr
 
 
 def test_no_new_revision_is_nothing_to_do(tmp_path, dbtasks_server_url):

@@ -120,7 +120,7 @@ def test_apply_on_a_protected_environment_needs_confirmation_but_a_dry_run_does_
 
 
 @pytest.mark.parametrize("args, extra, message", [
-    (["cleanup", "--older-than", "a while"], POLICIES, "'a while' is not a PostgreSQL interval"),
+    (["cleanup", "--older-than", "a while"], POLICIES, "OLDER_THAN='a while' is not a positive age"),
     (["cleanup"], "", "no retention policies are configured"),
     (["cleanup"], '\n[tool.dbtasks.cleanup.tables]\nghosts = "created_at"\n', "names table 'ghosts', which does not exist"),
     (["cleanup"], '\n[tool.dbtasks.cleanup.tables]\ntasks = "made_at"\n', "has no column 'made_at'"),

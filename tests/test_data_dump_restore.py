@@ -129,7 +129,8 @@ def test_round_trip_between_two_servers_keeps_rows_checksums_and_sequences(proje
     back = source.set(database=f"dbtasks_rt_back_{os.getpid()}")
     try:
         dump(project, source, tmp_path / "there.dump")
-        proc = run(["restore-db", "--file", str(tmp_path / "there.dump")], project, DATABASE_URL=url_str(remote))
+        # Another server is protected by default: the restore into it needs the database name.
+        proc = run(["restore-db", "--file", str(tmp_path / "there.dump"), f"--confirm={remote.database}"], project, DATABASE_URL=url_str(remote))
         assert proc.returncode == 0, proc.stderr
         assert fingerprint(remote) == before
         assert before["seq public.users_id_seq"] == (5000, True)

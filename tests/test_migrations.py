@@ -253,7 +253,7 @@ def test_formatter_failure_is_reported_and_file_kept(tmp_path):
 
 @pytest.mark.slow
 def test_lock_timeout_bounds_a_blocked_migration(project, db_env, empty_database):
-    """A migration that cannot get its table lock fails fast and changes nothing."""
+    """A migration that cannot get its table lock fails fast (no retries asked) and changes nothing."""
     from dbtasks.database import make_engine
     import sqlalchemy as sa
 
@@ -265,7 +265,7 @@ def test_lock_timeout_bounds_a_blocked_migration(project, db_env, empty_database
     try:
         with engine.connect() as blocker:
             blocker.execute(sa.text("lock table projects in access exclusive mode"))  # the new FK needs projects
-            proc = run(["upgrade"], project, DBTASKS_LOCK_TIMEOUT="1s", **db_env)
+            proc = run(["upgrade"], project, DBTASKS_LOCK_TIMEOUT="1s", DBTASKS_LOCK_RETRIES="0", **db_env)
             blocker.rollback()
     finally:
         engine.dispose()

@@ -45,7 +45,7 @@ from dbtasks.checks.changes import scope as changes_scope
 from dbtasks.checks.workspace import Workspace
 from dbtasks.config import Settings, shown_path
 from dbtasks.errors import ConfigError, DbtasksError, redact
-from dbtasks.migrations import revision_ids
+from dbtasks.migrations import EnvPyError, import_roots, revision_ids
 
 NAME = "lint"
 BASE_ALLOWED = ("alembic", "sqlalchemy")
@@ -133,6 +133,43 @@ def _assignment(node: ast.stmt) -> tuple[str | None, ast.expr | None]:
     return None, None
 
 
+def _is_import_module_call(node: ast.AST) -> bool:
+    """``importlib.import_module("literal")`` or ``import_module("literal")``."""
+    if not isinstance(node, ast.Call) or not node.args or not isinstance(node.args[0], ast.Constant) or not isinstance(node.args[0].value, str):
+        return False
+    func = node.func
+    return (isinstance(func, ast.Attribute) and func.attr == "import_module") or (isinstance(func, ast.Name) and func.id in ("import_module", "__import__"))
+
+
+def project_packages(settings: Settings, script_dir: Path) -> set[str]:
+    """Top-level packages and modules of the project itself (not its migrations, tests or build files)."""
+    skip = {"tests", "test", "conftest", "setup", "noxfile", "fabfile", "manage", script_dir.name, *BASE_ALLOWED}
+    own: set[str] = set()
+    for root in import_roots(settings):
+        for child in root.iterdir():
+            if child.is_dir() and (child / "__init__.py").is_file():
+                own.add(child.name)
+            elif child.suffix == ".py" and child.is_file():
+                own.add(child.stem)
+    project = _project_name(settings.project_dir)
+    if project:
+        own.add(project)
+    return own - skip
+
+
+def _project_name(project_dir: Path) -> str | None:
+    path = project_dir / "pyproject.toml"
+    try:
+        import tomllib
+    except ImportError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+    try:
+        name = tomllib.loads(path.read_text(encoding="utf-8")).get("project", {}).get("name")
+    except (OSError, ValueError):
+        return None
+    return re.sub(r"[-.]+", "_", name).lower() if isinstance(name, str) else None
+
+
 def _is_empty(body: list[ast.stmt]) -> bool:
     return all(isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)) for s in body)
 
@@ -141,7 +178,11 @@ def docstring_ids(doc: str) -> tuple[str | None, tuple[str, ...] | None]:
     """The ``Revision ID:`` and ``Revises:`` values of a revision docstring (None: absent)."""
     rev = re.search(r"^\s*Revision ID:\s*(\S*)\s*$", doc, re.M)
     down = re.search(r"^\s*Revises:[ \t]*(.*?)\s*$", doc, re.M)
-    downs = tuple(p.strip() for p in down.group(1).split(",") if p.strip()) if down else None
+    if down is None:
+        return (rev.group(1) if rev else None), None
+    # The same ids in any spelling: "a, b", "('a', 'b')", "None" or nothing for a first revision.
+    words = [w.strip(" '\"") for w in re.split(r"[,()\[\]\s]+", down.group(1))]
+    downs = tuple(w for w in words if w and w != "None")
     return (rev.group(1) if rev else None), downs
 
 
@@ -170,6 +211,7 @@ class _Linter:
         self.settings = settings
         self.allowed = set(BASE_ALLOWED) | set(settings.lint_allowed_imports) | set(sys.stdlib_module_names)
         self.findings: list[Finding] = []
+        self.unrendered: str | None = None  # why no revision's SQL could be rendered (env.py failed)
 
     relpath = staticmethod(shown_path)
 
@@ -208,7 +250,8 @@ class _Linter:
             self.add(item, "empty-downgrade", "downgrade() does nothing while upgrade() changes the schema", downgrade.lineno,
                      "warning", "undo the upgrade in downgrade(), or raise NotImplementedError if it cannot be undone")
 
-    def imports(self, item: RevisionFile) -> None:
+    def imports(self, item: RevisionFile, own: set[str]) -> None:
+        """The project's own packages are errors (they move on and break old revisions); other libraries are warnings."""
         if item.tree is None:
             return
         for node in ast.walk(item.tree):
@@ -217,13 +260,23 @@ class _Linter:
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):
                 names = ["." * node.level + (node.module or "")] if node.level else [node.module or ""]
+            elif _is_import_module_call(node):
+                names = [node.args[0].value]
             for name in names:
                 top = name.split(".")[0]
-                if name.startswith(".") or top not in self.allowed:
+                if top in self.allowed and not name.startswith("."):
+                    continue
+                if name.startswith(".") or top in own:
                     self.add(
-                        item, "self-contained", f"imports {name!r}, which is not the standard library, alembic, sqlalchemy or an allowed package",
+                        item, "self-contained", f"imports {name!r} from the project itself; the application moves on after the revision is written, and then breaks it",
                         node.lineno,
                         remedy="copy what the revision needs into it (sa.table()/sa.column() for data), or allow the package with lint_allowed_imports",
+                    )
+                else:
+                    self.add(
+                        item, "third-party-import", f"imports {name!r}, a library besides alembic and sqlalchemy: the revision runs only where it is installed",
+                        node.lineno, "warning",
+                        remedy="keep it pinned in the project's dependencies, or allow it with lint_allowed_imports",
                     )
 
     def importable(self, item: RevisionFile) -> bool:
@@ -301,6 +354,9 @@ class _Linter:
                 if rev in chunks:
                     out[rev] = _strip_version_table("\n".join(chunks[rev]))
             return out
+        except EnvPyError as exc:
+            self.unrendered = f"SQL safety not checked: {exc.message}"
+            return out
         except DbtasksError:
             pass
         except Exception:  # noqa: BLE001 - a revision that cannot render offline; find which below
@@ -373,6 +429,7 @@ def run(workspace: Workspace) -> CheckResult:
     if scope.note:
         result.notes.append(scope.note)
     linter = _Linter(settings)
+    own = project_packages(settings, Path(workspace.script.dir))
     items = [RevisionFile.read(p) for p in revision_paths(workspace.script) if scope.includes(p)]
     if not items:
         result.notes.append(f"no revision in scope ({scope.describe()})")
@@ -380,7 +437,7 @@ def run(workspace: Workspace) -> CheckResult:
     result.notes.append(f"linted {len(items)} revision(s): {scope.describe()}")
     for item in items:
         linter.structure(item)
-        linter.imports(item)
+        linter.imports(item, own)
     # Importing is only needed to name the culprit when the history does not load.
     broken = workspace.load_error()
     if broken:
@@ -389,6 +446,8 @@ def run(workspace: Workspace) -> CheckResult:
             linter.importable(item)
     else:
         linter.sql_safety(workspace, [i for i in items if i.tree is not None])
+        if linter.unrendered:
+            result.notes.append(linter.unrendered)
     result.findings = sorted(linter.findings, key=lambda f: (f.file or "", f.line or 0, f.rule))
     return result
 

@@ -172,7 +172,12 @@ def roundtrip(workspace: Workspace, url: URL, result: CheckResult) -> bool:
                 result.findings.append(Finding(NAME, "irreversible", f"the downgrade of {script.revision} raises NotImplementedError; not tested",
                                                "warning", script.revision, workspace.relpath(script.path)))
             elif run.phase == "upgrade":
-                run.finding("upgrade-failed", script, f"the upgrade of {script.revision} fails on an empty database: {text}", "fix upgrade()")
+                run.finding(
+                    "upgrade-failed", script, f"the upgrade of {script.revision} fails on an empty database: {text}",
+                    "fix upgrade(); if the history expects objects it does not create (made by hand or by another service), "
+                    "create them first with an SQL file in scratch_setup (DBTASKS_SCRATCH_SETUP)",
+                )
+                result.notes.append(f"stopped at {script.revision}: the later revisions were not walked")
                 return False
             elif run.phase == "reupgrade":
                 run.finding("reupgrade-failed", script, f"upgrading {script.revision} again after its downgrade fails: {text}",
@@ -204,7 +209,7 @@ def run(workspace: Workspace) -> CheckResult:
     url = workspace.scratch()
     if roundtrip(workspace, url, result):
         workspace.at_head = url
-    result.notes.append(f"{len(workspace.revisions())} revision(s) walked")
+        result.notes.append(f"{len(workspace.revisions())} revision(s) walked")
     return result
 
 

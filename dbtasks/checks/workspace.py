@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL
 from dbtasks import database
 from dbtasks.config import Settings, shown_path
 from dbtasks.errors import DbtasksError, UsageError
-from dbtasks.migrations import alembic_config, run_env, translate_errors, upgrade_scratch
+from dbtasks.migrations import alembic_config, env_py_failed, run_env, translate_errors, upgrade_scratch
 from dbtasks.safety import scratch_home
 
 
@@ -142,14 +142,18 @@ class Workspace:
         buffer = io.StringIO()
         config = alembic_config(self.settings, quiet=True)
         config.output_buffer = buffer
-        with translate_errors(self.settings):
-            with EnvironmentContext(
-                config,
-                self.script,
-                fn=lambda rev, context: self.script._upgrade_revs(end, start),
-                as_sql=True,
-                starting_rev=start,
-                destination_rev=end,
-            ):
-                self.script.run_env()
+        started: list[bool] = []
+
+        def steps(rev, context):
+            started.append(True)
+            return self.script._upgrade_revs(end, start)
+
+        try:
+            with translate_errors(self.settings):
+                with EnvironmentContext(config, self.script, fn=steps, as_sql=True, starting_rev=start, destination_rev=end):
+                    self.script.run_env()
+        except Exception as exc:  # noqa: BLE001 - before the first step, the culprit is env.py
+            if started:
+                raise
+            raise env_py_failed(self.script, exc) from None
         return buffer.getvalue()

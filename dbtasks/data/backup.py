@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dbtasks import names
 from dbtasks.config import Settings
-from dbtasks.data.dump import FORMATS, DumpResult, dump_db, env_label, read_archive, stamped_files, stamped_path
+from dbtasks.data.dump import FORMATS, DumpResult, dump_db, env_label, read_archive, source_facts, stamped_files, stamped_path
 from dbtasks.data.tools import DataError, DumpFileError, ProgressCallback, ensure_tool_dir
 from dbtasks.errors import UsageError
 
@@ -47,6 +47,8 @@ def backup_db(
     keep = settings.backup_keep if keep is None else keep
     if keep < 1:
         raise UsageError(f"KEEP={keep} would delete every backup", f"keep at least 1: {names.command('backup-db', KEEP=1)}")
+    # Reach the database before creating anything: a refused backup leaves no empty backups/ behind.
+    source_facts(settings)
     target = ensure_tool_dir(settings.path(str(directory)) if directory else settings.path(settings.backup_dir))
     prefix = f"{settings.database_name}-{env_label(settings)}"
     fmt = settings.dump_format if settings.dump_format in FORMATS else "custom"
