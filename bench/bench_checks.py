@@ -165,7 +165,8 @@ def main() -> None:
             chain_ini = generate_chain(Path(tmp) / "chain", args.revisions)
             projects.append((f"chain of {args.revisions} revisions", chain_ini, chain_ini.parent))
         for name, ini, project_dir in projects:
-            settings = load_settings({"database_url": server_url, "alembic_ini": str(ini)}, project_dir=project_dir)
+            # The benchmark's server is a development server: scratch databases may go there.
+            settings = load_settings({"database_url": server_url, "alembic_ini": str(ini), "dev_databases": [f"{url.host}:{url.port}"]}, project_dir=project_dir)
             pa_times, db_times = [], []
             for _ in range(args.repeat):
                 pa_times.append(run_pytest_alembic(settings))

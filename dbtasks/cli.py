@@ -717,6 +717,10 @@ def _report(results: list, fmt: str = "text", summary: bool = False) -> None:
             for r in results:
                 warnings = len(r.findings) - len(r.errors)
                 echo(f"{r.check:<10} {r.verdict:<8} {len(r.errors):>6} {warnings:>8} {r.seconds:>8.2f}" + (f"  ({r.skipped})" if r.skipped else ""))
+            failed = [r.check for r in results if not r.ok]
+            errors = sum(len(r.errors) for r in results)
+            warnings = sum(len(r.findings) for r in results) - errors
+            echo(f"{'FAILED: ' + ', '.join(failed) if failed else 'ok'}: {errors} error(s), {warnings} warning(s) in {sum(r.seconds for r in results):.1f}s")
         else:
             for r in results:
                 if r.blocked:

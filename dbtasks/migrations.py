@@ -482,13 +482,13 @@ def history(settings: Settings) -> History:
         current = current_revisions(settings)
     except DbtasksError:
         current = []  # history is readable without a database
+    with translate_errors(settings):  # first: a revision file that does not parse is one clear line
+        revs = list(script.walk_revisions())
     for rev in current:
         try:
             applied |= {r.revision for r in script.iterate_revisions(rev, "base")}
         except (CommandError, RevisionError):
             unknown.append(rev)
-    with translate_errors(settings):
-        revs = list(script.walk_revisions())
     return History([Revision.from_script(s, s.revision in applied) for s in reversed(revs)], unknown)
 
 

@@ -53,7 +53,7 @@ NOENV = ("environment 'nosuch' is not configured", "NOSUCH_DATABASE_URL")
 ROWS = [
     # -- the database does not answer: every verb that needs it says so, and how to fix it
     # (confirmed, so the protection of a server that is not the project's own lets the row reach the connection)
-    *[r(f"closed-{runner}-{name}", runner, args, CLOSED, database="closed", env={"DBTASKS_CONFIRM": "app", "CONFIRM": "app"}) for runner, name, args in [
+    *[r(f"closed-{runner}-{name}", runner, args, CLOSED, database="closed", env={"DBTASKS_CONFIRM": "app", "CONFIRM": "app", "PROD_DATABASE_URL": "postgresql://u:pw@127.0.0.1:9/prod"}) for runner, name, args in [
         ("cli", "status", "status"), ("make", "status", "db-status"), ("just", "status", "db-status"),
         ("cli", "upgrade", "upgrade"), ("make", "upgrade", "db-migrate"), ("just", "upgrade", "upgrade-db"),
         ("cli", "downgrade", "downgrade"), ("make", "downgrade", "db-migrate-down"), ("just", "downgrade", "db-migrate-down"),
@@ -62,7 +62,6 @@ ROWS = [
         ("cli", "seed", "seed"), ("make", "seed", "db-seed"), ("just", "seed", "db-seed"),
         ("cli", "dump-db", "dump-db"), ("make", "dump-db", "dump-db"), ("just", "dump-db", "dump-db"),
         ("cli", "backup-db", "backup-db"), ("make", "backup-db", "backup-db"),
-        ("cli", "dump-and-restore", "--env prod dump-and-restore --from prod"), ("make", "dump-and-restore", "dump-and-restore FROM=prod"),
         ("cli", "revision", "revision -m x"), ("make", "revision", "db-migrate-create MIGRATE_MSG=x"),
         ("cli", "init-db", "init-db"), ("make", "init-db", "init-db"),
         ("cli", "from-database", "regenerate-db-diagram --from-database"),
@@ -134,6 +133,8 @@ ROWS = [
     r("restore-nofile-make", "make", "restore-db", "no dump file given", "make restore-db FILE="),
     r("dump-exists-cli", "cli", "dump-db -o bad/latin1.py", "already exists"),
     r("dump-format-cli", "cli", "dump-db --format zip", "zip"),
+    r("dump-and-restore-foreign-cli", "cli", "dump-and-restore --from prod", "127.0.0.1:", env={"PROD_DATABASE_URL": "postgresql://u:pw@127.0.0.1:9/prod"}),
+    r("dump-and-restore-foreign-make", "make", "dump-and-restore FROM=prod", "127.0.0.1:", env={"PROD_DATABASE_URL": "postgresql://u:pw@127.0.0.1:9/prod"}),
     r("dump-and-restore-nofrom-make", "make", "dump-and-restore", "no source environment", "make dump-and-restore FROM="),
     r("dump-and-restore-mode-just", "just", "dump-and-restore prod weird", "MODE", env={"PROD_DATABASE_URL": "postgresql://u:pw@127.0.0.1:1/x"}),
     r("dump-and-restore-noenv-cli", "cli", "dump-and-restore --from nosuch", "'nosuch' is not configured"),

@@ -59,11 +59,10 @@ def _change_task_status(project, values):
 
 
 @pytest.mark.slow
-def test_enum_value_changes_autogenerate_and_roundtrip(tmp_path, empty_database, dbtasks_server_url):
+def test_enum_value_changes_autogenerate_and_roundtrip(tmp_path, dbtasks_database, dbtasks_server_url):
     """alembic-postgresql-enum: adding, then removing a value of a native enum in the models."""
     project = copy_project(tmp_path / "kit")
-    env = {"DATABASE_URL": url_str(empty_database)}
-    assert run(["upgrade"], project, **env).returncode == 0
+    env = {"DATABASE_URL": url_str(dbtasks_database)}  # already at head
     # appended: alembic-postgresql-enum 1.11 places a value given "before" another one after it
     _change_task_status(project, ["todo", "doing", "done", "blocked"])
     assert check(["check-migrations"], project, dbtasks_server_url).returncode == 1
@@ -73,7 +72,7 @@ def test_enum_value_changes_autogenerate_and_roundtrip(tmp_path, empty_database,
     assert "sync_enum_values" in path.read_text() or "add_enum_value" in path.read_text()
     assert run(["upgrade"], project, **env).returncode == 0
     labels = "select string_agg(enumlabel, ',' order by enumsortorder) from pg_enum e join pg_type t on t.oid = e.enumtypid where typname = 'task_status'"
-    assert scalar(empty_database, labels) == "todo,doing,done,blocked"
+    assert scalar(dbtasks_database, labels) == "todo,doing,done,blocked"
     for verb in ("check-migrations", "check-roundtrip"):
         proc = check([verb], project, dbtasks_server_url)
         assert proc.returncode == 0, (verb, proc.stdout, proc.stderr)
@@ -82,5 +81,5 @@ def test_enum_value_changes_autogenerate_and_roundtrip(tmp_path, empty_database,
     proc = run(["revision"], project, MIGRATE_MSG="drop blocked status", **env)
     assert proc.returncode == 0, proc.stderr
     assert run(["upgrade"], project, **env).returncode == 0
-    assert scalar(empty_database, labels) == "todo,doing,done"
+    assert scalar(dbtasks_database, labels) == "todo,doing,done"
     assert check(["check-migrations"], project, dbtasks_server_url).returncode == 0

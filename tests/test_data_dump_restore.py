@@ -16,7 +16,7 @@ import pytest
 from dbtasks.clients import ClientVersionError, available_clients, find_client
 from dbtasks.database import create_database, drop_database, scratch_name
 
-from .conftest import assert_one_line_error, run, url_str
+from .conftest import REPO, assert_one_line_error, run, url_str
 from .data_helpers import (
     REMOTE,
     database_names,
@@ -57,6 +57,19 @@ def dump(project: Path, url, path: Path, *flags: str):
     return proc
 
 
+@pytest.fixture(scope="module")
+def demo_dump(dbtasks_server_url, dbtasks_template, tmp_path_factory) -> tuple[Path, dict]:
+    """A dump of the demo data made once, for the tests that only restore one: (file, fingerprint of its source)."""
+    url = create_database(dbtasks_server_url, scratch_name("dbtasks_test"), template=dbtasks_template.database)
+    try:
+        seed(url)
+        path = tmp_path_factory.mktemp("demo-dump") / "app.dump"
+        dump(REPO, url, path)
+        yield path, fingerprint(url)
+    finally:
+        drop_database(dbtasks_server_url, url.database)
+
+
 # -- happy paths -----------------------------------------------------------------
 
 
@@ -75,15 +88,14 @@ def test_dump_then_restore_replaces_the_database_row_for_row(project, source, ta
     assert fingerprint(source) == before
 
 
-def test_restore_creates_a_missing_database_and_file_comes_from_FILE(project, source, dbtasks_server_url, tmp_path):
-    path = tmp_path / "app.dump"
-    dump(project, source, path)
-    fresh = source.set(database="dbtasks_test_fresh_restore")
+def test_restore_creates_a_missing_database_and_file_comes_from_FILE(project, demo_dump, dbtasks_server_url):
+    path, want = demo_dump
+    fresh = dbtasks_server_url.set(database="dbtasks_test_fresh_restore")
     try:
         proc = run(["restore-db"], project, DATABASE_URL=url_str(fresh), FILE=str(path))
         assert proc.returncode == 0, proc.stderr
         assert "created database dbtasks_test_fresh_restore" in proc.stdout
-        assert fingerprint(fresh) == fingerprint(source)
+        assert fingerprint(fresh) == want
     finally:
         drop_database(dbtasks_server_url, fresh.database)
 
@@ -110,10 +122,9 @@ def test_exclusion_patterns_come_from_settings(project, source, tmp_path):
     assert "comments" not in data and "task_tags" not in data and "tasks" in data
 
 
-def test_restore_with_owner_role_makes_that_role_own_everything(project, source, target, tmp_path):
+def test_restore_with_owner_role_makes_that_role_own_everything(project, demo_dump, target):
     execute(target, "do $$ begin if not exists (select from pg_roles where rolname = 'dbtasks_app') then create role dbtasks_app; end if; end $$")
-    path = tmp_path / "app.dump"
-    dump(project, source, path)
+    path, _ = demo_dump
     proc = run(["restore-db", "--file", str(path), "--owner", "dbtasks_app"], project, DATABASE_URL=url_str(target))
     assert proc.returncode == 0, proc.stderr
     owners = {r[0] for r in rows(target, "select tableowner from pg_tables where schemaname = 'public'")}
@@ -232,9 +243,8 @@ def test_restore_of_a_corrupt_file(project, target, dbtasks_server_url, tmp_path
     assert fingerprint(target) == before and not leftover_names(dbtasks_server_url)
 
 
-def test_restore_of_a_truncated_dump_keeps_the_old_database(project, source, target, dbtasks_server_url, tmp_path):
-    good = tmp_path / "good.dump"
-    dump(project, source, good)
+def test_restore_of_a_truncated_dump_keeps_the_old_database(project, demo_dump, target, dbtasks_server_url, tmp_path):
+    good, _ = demo_dump
     cut = tmp_path / "cut.dump"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size * 2 // 3])
     before = fingerprint(target)
@@ -244,16 +254,15 @@ def test_restore_of_a_truncated_dump_keeps_the_old_database(project, source, tar
     assert fingerprint(target) == before and not leftover_names(dbtasks_server_url)
 
 
-def test_restore_into_a_protected_environment_needs_confirmation(project, source, target, dbtasks_server_url, tmp_path):
-    path = tmp_path / "app.dump"
-    dump(project, source, path)
+def test_restore_into_a_protected_environment_needs_confirmation(project, demo_dump, target, dbtasks_server_url):
+    path, want = demo_dump
     before = fingerprint(target)
     proc = run(["--env", "prod", "restore-db", "--file", str(path)], project, PROD_DATABASE_URL=url_str(target))
     assert_one_line_error(proc, "refusing to restore app.dump into the database on protected environment 'prod'", f"--confirm={target.database}")
     assert fingerprint(target) == before and not leftover_names(dbtasks_server_url)
     proc = run(["--env", "prod", "restore-db", "--file", str(path), "--confirm", target.database], project, PROD_DATABASE_URL=url_str(target))
     assert proc.returncode == 0, proc.stderr
-    assert fingerprint(target) == fingerprint(source)
+    assert fingerprint(target) == want
 
 
 def test_unknown_environment_for_dump(project, tmp_path):
@@ -343,9 +352,8 @@ def test_killed_restore_leaves_the_old_database_and_the_next_run_cleans_up(proje
     assert not [p for p in (tmp_path / "dumps").iterdir() if ".partial-" in p.name]
 
 
-def test_restore_with_an_unknown_owner_role_changes_nothing(project, source, target, dbtasks_server_url, tmp_path):
-    path = tmp_path / "app.dump"
-    dump(project, source, path)
+def test_restore_with_an_unknown_owner_role_changes_nothing(project, demo_dump, target, dbtasks_server_url):
+    path, _ = demo_dump
     before = fingerprint(target)
     proc = run(["restore-db", "--file", str(path), "--owner", "no_such_role_here"], project, DATABASE_URL=url_str(target))
     assert_one_line_error(proc, "role 'no_such_role_here' does not exist")

@@ -14,6 +14,12 @@ from .conftest import DBTASKS, REPO, assert_one_line_error, clean_env, copy_proj
 APP_TABLES = {"users", "projects", "tasks", "comments", "tags", "task_tags"}
 
 
+@pytest.fixture
+def migrated_env(dbtasks_database) -> dict[str, str]:
+    """Environment pointing dbtasks at a fresh database already at head (a clone of the plugin's template)."""
+    return {"DATABASE_URL": url_str(dbtasks_database)}
+
+
 def revision_files(project: Path) -> list[Path]:
     return sorted((project / "alembic" / "versions").glob("*.py"))
 
@@ -40,23 +46,21 @@ def test_upgrade_status_downgrade_cycle(project, db_env, empty_database):
     assert scalar(empty_database, "select count(*) from pg_type where typname = 'task_status'") == 0
 
 
-def test_app_models_and_migrations_agree(project, db_env):
-    assert run(["upgrade"], project, **db_env).returncode == 0
-    proc = subprocess.run([str(Path(DBTASKS).parent / "alembic"), "check"], cwd=project, env=clean_env(**db_env), capture_output=True, text=True)
+def test_app_models_and_migrations_agree(project, migrated_env):
+    proc = subprocess.run([str(Path(DBTASKS).parent / "alembic"), "check"], cwd=project, env=clean_env(**migrated_env), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "No new upgrade operations detected" in proc.stdout + proc.stderr
 
 
-def test_seed_is_idempotent_and_fills_every_table(project, db_env, empty_database):
-    assert run(["upgrade"], project, **db_env).returncode == 0
-    first = run(["seed"], project, **db_env)
+def test_seed_is_idempotent_and_fills_every_table(project, migrated_env, dbtasks_database):
+    first = run(["seed"], project, **migrated_env)
     assert first.returncode == 0, first.stderr
-    counts = {t: scalar(empty_database, f"select count(*) from {t}") for t in APP_TABLES}
+    counts = {t: scalar(dbtasks_database, f"select count(*) from {t}") for t in APP_TABLES}
     assert all(n > 0 for n in counts.values()), counts
     assert 300 <= sum(counts.values()) <= 1500
-    second = run(["seed"], project, **db_env)
+    second = run(["seed"], project, **migrated_env)
     assert second.returncode == 0 and "already present" in second.stdout
-    assert counts == {t: scalar(empty_database, f"select count(*) from {t}") for t in APP_TABLES}
+    assert counts == {t: scalar(dbtasks_database, f"select count(*) from {t}") for t in APP_TABLES}
 
 
 def add_model(project: Path) -> None:
@@ -72,11 +76,10 @@ def add_model(project: Path) -> None:
         '''))
 
 
-def test_autogenerate_formats_names_applies_and_reverses(project, db_env, empty_database):
-    assert run(["upgrade"], project, **db_env).returncode == 0
+def test_autogenerate_formats_names_applies_and_reverses(project, migrated_env, dbtasks_database):
     add_model(project)
     before = set(revision_files(project))
-    proc = run(["revision", "--autogenerate"], project, MIGRATE_MSG="add labels", **db_env)
+    proc = run(["revision", "--autogenerate"], project, MIGRATE_MSG="add labels", **migrated_env)
     assert proc.returncode == 0, proc.stderr
     new = set(revision_files(project)) - before
     assert len(new) == 1
@@ -87,17 +90,16 @@ def test_autogenerate_formats_names_applies_and_reverses(project, db_env, empty_
     for tool in (["black", "--check"], ["isort", "--check-only", "--profile", "black"], ["autoflake", "--check"]):
         check = subprocess.run([str(bin_dir / tool[0]), *tool[1:], str(path)], cwd=project, capture_output=True, text=True)
         assert check.returncode == 0, (tool, check.stdout, check.stderr)
-    assert run(["upgrade"], project, **db_env).returncode == 0
-    assert "labels" in tables(empty_database)
-    assert run(["downgrade"], project, **db_env).returncode == 0
-    assert "labels" not in tables(empty_database)
-    assert APP_TABLES <= tables(empty_database)
+    assert run(["upgrade"], project, **migrated_env).returncode == 0
+    assert "labels" in tables(dbtasks_database)
+    assert run(["downgrade"], project, **migrated_env).returncode == 0
+    assert "labels" not in tables(dbtasks_database)
+    assert APP_TABLES <= tables(dbtasks_database)
 
 
-def test_message_with_shell_characters_is_data(project, db_env, tmp_path):
-    assert run(["upgrade"], project, **db_env).returncode == 0
+def test_message_with_shell_characters_is_data(project, migrated_env, tmp_path):
     message = 'it\'s "quoted"; $(touch pwned1) `touch pwned2` \\ back """ end'
-    proc = run(["revision", "--empty"], project, MIGRATE_MSG=message, **db_env)
+    proc = run(["revision", "--empty"], project, MIGRATE_MSG=message, **migrated_env)
     assert proc.returncode == 0, proc.stderr
     assert not list(project.glob("pwned*")) and not list(tmp_path.glob("pwned*"))
     path = max(revision_files(project), key=lambda p: p.stat().st_mtime)
@@ -121,33 +123,29 @@ def test_autogenerate_refused_when_database_is_behind(project, db_env):
     assert revision_files(project) == before
 
 
-def test_autogenerate_without_changes_writes_nothing(project, db_env):
-    assert run(["upgrade"], project, **db_env).returncode == 0
+def test_autogenerate_without_changes_writes_nothing(project, migrated_env):
     before = revision_files(project)
-    proc = run(["revision"], project, MIGRATE_MSG="nothing here", **db_env)
+    proc = run(["revision"], project, MIGRATE_MSG="nothing here", **migrated_env)
     assert proc.returncode == 1 and "`dbtasks revision --empty --message ...`" in proc.stderr
     assert revision_files(project) == before
 
 
-def test_unknown_revision_changes_nothing(project, db_env, empty_database):
-    assert run(["upgrade"], project, **db_env).returncode == 0
-    head = head_of(project, db_env)
+def test_unknown_revision_changes_nothing(project, migrated_env, dbtasks_database):
+    head = head_of(project, migrated_env)
     for args in (["upgrade", "deadbeef0000"], ["downgrade", "--to", "deadbeef0000"]):
-        assert_one_line_error(run(args, project, **db_env), "unknown revision 'deadbeef0000'", "`dbtasks history`")
-        assert scalar(empty_database, "select version_num from alembic_version") == head
+        assert_one_line_error(run(args, project, **migrated_env), "unknown revision 'deadbeef0000'", "`dbtasks history`")
+        assert scalar(dbtasks_database, "select version_num from alembic_version") == head
 
 
-def test_downgrade_more_steps_than_history(project, db_env, empty_database):
-    assert run(["upgrade"], project, **db_env).returncode == 0
-    proc = run(["downgrade", "--steps", "5"], project, **db_env)
-    assert_one_line_error(proc, "cannot go that far")
-    assert APP_TABLES <= tables(empty_database)
+def test_downgrade_more_steps_than_history(project, migrated_env, dbtasks_database):
+    proc = run(["downgrade", "--steps", "5"], project, **migrated_env)
+    assert_one_line_error(proc, "more than the 1 revision(s) applied", "down-all")
+    assert APP_TABLES <= tables(dbtasks_database)
 
 
 @pytest.mark.slow
-def test_merge_heads(project, db_env):
-    assert run(["upgrade"], project, **db_env).returncode == 0
-    base_head = head_of(project, db_env)
+def test_merge_heads(project, migrated_env):
+    base_head = head_of(project, migrated_env)
     versions = project / "alembic" / "versions"
     for rev in ("aaaa00000001", "bbbb00000002"):
         (versions / f"2026_01_01_{rev}_branch.py").write_text(
@@ -155,17 +153,17 @@ def test_merge_heads(project, db_env):
             f"revision = {rev!r}\ndown_revision = {base_head!r}\nbranch_labels = None\ndepends_on = None\n\n\n"
             "def upgrade():\n    pass\n\n\ndef downgrade():\n    pass\n"
         )
-    proc = run(["upgrade"], project, **db_env)
+    proc = run(["upgrade"], project, **migrated_env)
     assert_one_line_error(proc, "multiple head", "dbtasks merge-heads")
-    proc = run(["merge-heads"], project, **db_env)
+    proc = run(["merge-heads"], project, **migrated_env)
     assert proc.returncode == 0, proc.stderr
-    heads = run(["heads"], project, **db_env).stdout.strip().splitlines()
+    heads = run(["heads"], project, **migrated_env).stdout.strip().splitlines()
     assert len(heads) == 1 and "merge heads" in heads[0]
     merge_file = project / heads[0].rsplit("(", 1)[1].rstrip(")")
     check = subprocess.run([str(Path(DBTASKS).parent / "black"), "--check", str(merge_file)], capture_output=True)
     assert check.returncode == 0
-    assert run(["upgrade"], project, **db_env).returncode == 0
-    assert run(["merge-heads"], project, **db_env).returncode == 1  # one head now: nothing to do
+    assert run(["upgrade"], project, **migrated_env).returncode == 0
+    assert run(["merge-heads"], project, **migrated_env).returncode == 1  # one head now: nothing to do
 
 
 def test_database_not_running_says_start_db(project):
@@ -192,7 +190,7 @@ def test_protected_environment_refuses_down_all_without_confirmation(project, em
     dbname = empty_database.database
     assert run(["--env", "prod", "upgrade", f"--confirm={dbname}"], project, **env).returncode == 0
     head = scalar(empty_database, "select version_num from alembic_version")
-    assert_one_line_error(run(["--env", "prod", "down-all"], project, **env), "refusing to downgrade", f"--confirm={dbname}")
+    assert_one_line_error(run(["--env", "prod", "down-all"], project, **env), "refusing to undo 1 revision(s)", f"--confirm={dbname}")
     assert_one_line_error(run(["--env", "prod", "down-all", "--confirm=wrongname"], project, **env), "does not match")
     assert_one_line_error(run(["--env", "prod", "volume-recreate"], project, **env), "refusing to destroy")
     assert scalar(empty_database, "select version_num from alembic_version") == head
@@ -252,23 +250,22 @@ def test_formatter_failure_is_reported_and_file_kept(tmp_path):
 
 
 @pytest.mark.slow
-def test_lock_timeout_bounds_a_blocked_migration(project, db_env, empty_database):
+def test_lock_timeout_bounds_a_blocked_migration(project, migrated_env, dbtasks_database):
     """A migration that cannot get its table lock fails fast (no retries asked) and changes nothing."""
     from dbtasks.database import make_engine
     import sqlalchemy as sa
 
-    assert run(["upgrade"], project, **db_env).returncode == 0
     add_model(project)
-    assert run(["revision"], project, MIGRATE_MSG="add labels", **db_env).returncode == 0
-    head_before = scalar(empty_database, "select version_num from alembic_version")
-    engine = make_engine(empty_database)
+    assert run(["revision"], project, MIGRATE_MSG="add labels", **migrated_env).returncode == 0
+    head_before = scalar(dbtasks_database, "select version_num from alembic_version")
+    engine = make_engine(dbtasks_database)
     try:
         with engine.connect() as blocker:
             blocker.execute(sa.text("lock table projects in access exclusive mode"))  # the new FK needs projects
-            proc = run(["upgrade"], project, DBTASKS_LOCK_TIMEOUT="1s", DBTASKS_LOCK_RETRIES="0", **db_env)
+            proc = run(["upgrade"], project, DBTASKS_LOCK_TIMEOUT="1s", DBTASKS_LOCK_RETRIES="0", **migrated_env)
             blocker.rollback()
     finally:
         engine.dispose()
     assert_one_line_error(proc, "lock_timeout=1s", "DBTASKS_LOCK_TIMEOUT")
-    assert "labels" not in tables(empty_database)
-    assert scalar(empty_database, "select version_num from alembic_version") == head_before
+    assert "labels" not in tables(dbtasks_database)
+    assert scalar(dbtasks_database, "select version_num from alembic_version") == head_before

@@ -59,9 +59,9 @@ def test_make_db_unprotect_with_a_wrong_confirmation_is_one_line(project, dbtask
 
 
 def test_protect_on_a_database_the_user_cannot_write(project, dbtasks_database):
-    execute(dbtasks_database, "drop role if exists dbtasks_reader", "create role dbtasks_reader login")
+    execute(dbtasks_database, "drop role if exists dbtasks_reader", "create role dbtasks_reader login password 'reader-pw'")
     try:
-        reader = dbtasks_database.set(username="dbtasks_reader", password=None)
+        reader = dbtasks_database.set(username="dbtasks_reader", password="reader-pw")
         proc = run(["protect"], project, DATABASE_URL=url_str(reader))
         assert_one_line_error(proc, "cannot mark protected", "must be owner", "owner or a superuser")
         assert comment(dbtasks_database) is None
@@ -204,15 +204,15 @@ def test_shell_on_an_unprotected_database_writes(project, dbtasks_database):
 def test_checks_never_put_scratch_databases_on_a_protected_server(project, dbtasks_database, dbtasks_server_url):
     env = {"PROD_DATABASE_URL": url_str(dbtasks_database), "TEST_DATABASE_URL": url_str(dbtasks_server_url)}
     proc = run(["--env", "prod", "check-roundtrip"], project, **env)
-    assert proc.returncode == 1 and "would go to the server of protected environment 'prod'" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert_one_line_error(proc, "would go to the server of protected environment 'prod'", "TEST_DATABASE_URL")
 
 
 @pytest.mark.skipif(not remote_available(), reason="no PostgreSQL on 127.0.0.1:5432")
 def test_checks_of_a_protected_target_run_on_another_server(project, dbtasks_database):
     # The target's role may not create databases: success proves the scratch went elsewhere.
-    execute(dbtasks_database, "drop role if exists dbtasks_nocreate", "create role dbtasks_nocreate login nocreatedb")
+    execute(dbtasks_database, "drop role if exists dbtasks_nocreate", "create role dbtasks_nocreate login nocreatedb password 'nocreate-pw'")
     try:
-        target = dbtasks_database.set(username="dbtasks_nocreate", password=None)
+        target = dbtasks_database.set(username="dbtasks_nocreate", password="nocreate-pw")
         proc = run(["--env", "prod", "check-roundtrip"], project, PROD_DATABASE_URL=url_str(target), TEST_DATABASE_URL=url_str(REMOTE))
         assert proc.returncode == 0, proc.stdout + proc.stderr
     finally:
@@ -378,3 +378,22 @@ def test_a_migration_that_gets_its_lock_during_the_retries_succeeds(stock, empty
     assert proc.returncode == 0, rest
     assert scalar(empty_database, "select version_num from alembic_version") == "b2b2b2b2b2b2"
     assert "label" in {r[0] for r in rows(empty_database, "select column_name from information_schema.columns where table_name = 'things'")}
+
+
+def test_every_session_gets_lock_timeout_and_the_optional_statement_timeout(project, dbtasks_database):
+    proc = run(["shell"], project, input="show lock_timeout;\nshow statement_timeout;\n",
+               DATABASE_URL=url_str(dbtasks_database), DBTASKS_LOCK_TIMEOUT="750ms", DBTASKS_STATEMENT_TIMEOUT="2min")
+    assert proc.returncode == 0, proc.stderr
+    assert "750ms" in proc.stdout and "2min" in proc.stdout
+    assert_one_line_error(run(["status"], project, DATABASE_URL=url_str(dbtasks_database), DBTASKS_LOCK_TIMEOUT="5 seconds please"),
+                          "DBTASKS_LOCK_TIMEOUT has an invalid value")
+
+
+def test_a_prod_shell_fed_a_write_is_read_only(project, dbtasks_database):
+    """`echo "insert ..." | make db-shell ENV=prod` wrote to prod; now the transaction is read-only."""
+    before = fingerprint(dbtasks_database)
+    proc = run_make("db-shell", project, "ENV=prod", input="insert into users (email, name) values ('x@y', 'x');\n",
+                    PROD_DATABASE_URL=url_str(dbtasks_database))
+    assert proc.returncode != 0
+    assert "read-only: protected environment 'prod'" in proc.stderr and "read-only transaction" in proc.stderr
+    assert fingerprint(dbtasks_database) == before

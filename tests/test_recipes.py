@@ -156,6 +156,12 @@ def make_db(project, db_env, empty_database) -> tuple[Make, URL]:
     return Make(project, dict(db_env)), empty_database
 
 
+@pytest.fixture
+def make_migrated(project, dbtasks_database) -> tuple[Make, URL]:
+    """make in a project copy whose database is a fresh one already at head."""
+    return Make(project, {"DATABASE_URL": url_str(dbtasks_database)}), dbtasks_database
+
+
 @pytest.mark.slow
 def test_make_create_migrate_down_and_up(project, make_db):
     """db-migrate, db-migrate-create, db-status, db-migrate-current, db-migrate-history, db-migrate-down, upgrade-db."""
@@ -186,10 +192,9 @@ def branch_revision(rev: str, name: str, parent: str) -> str:
 
 
 @pytest.mark.slow
-def test_make_empty_revision_heads_and_merge(project, make_db):
+def test_make_empty_revision_heads_and_merge(project, make_migrated):
     """db-migrate-empty, db-migrate-heads, db-migrate-merge-heads."""
-    make, url = make_db
-    make("db-migrate")
+    make, url = make_migrated
     make("db-migrate-empty", "MIGRATE_MSG=hand written")
     assert any(p.name.endswith("_hand_written.py") for p in revision_files(project))
     make("db-migrate")
@@ -208,10 +213,9 @@ def test_make_empty_revision_heads_and_merge(project, make_db):
 
 
 @pytest.mark.slow
-def test_make_create_aliases_migrate_db_and_revision(project, make_db):
+def test_make_create_aliases_migrate_db_and_revision(project, make_migrated):
     """migrate-db CHANGE=... and revision MIGRATE_MSG=..., each with a further model change."""
-    make, url = make_db
-    make("db-migrate")
+    make, url = make_migrated
     with (project / "app" / "models.py").open("a") as fh:
         fh.write('\n\nclass Note(Base):\n    __tablename__ = "notes"\n\n    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)\n')
     make("migrate-db", "CHANGE=add notes")

@@ -40,7 +40,7 @@ from dbtasks import names
 from dbtasks.config import Settings, load_settings
 from dbtasks.clients import ClientVersionError, find_client, first_error, run_client
 from dbtasks.database import advisory_lock, admin_url, connect, create_database, describe, drop_database, quote_ident, start_hint
-from dbtasks.data.dump import FORMATS, ArchiveInfo, DumpResult, archive_revision, dump_db, env_label, read_archive, stamped_path
+from dbtasks.data.dump import FORMATS, ArchiveInfo, DumpResult, archive_revision, dump_db, env_label, read_archive, source_facts, stamped_path
 from dbtasks.data.tools import (
     DataError,
     ProgressCallback,
@@ -377,6 +377,7 @@ def dump_and_restore(
             f"connect as a superuser, or use `{names.command('dump-and-restore', FROM='<env>', MODE='full')}`",
         )
     dump_settings = settings.with_(dump_format="custom") if settings.dump_format not in ("custom", "directory") else settings
+    source_facts(source)  # the source answers before anything is created on disk
     dump_dir = ensure_tool_dir(dump_settings.path(settings.dump_dir))
     # The dump keeps a ".partial-<pid>" name until the restore succeeded: a run
     # killed half-way leaves a file the next dump removes, not one more copy.
