@@ -679,8 +679,29 @@ def upgrade(settings: Settings, target: str = "head", confirm: str | None = None
     gets one line per lock-timeout retry.
     """
     guard(settings, f"upgrade {target}", confirm, ask, upgrade=True)
-    before, after = _migrate(settings, lambda cfg: command.upgrade(cfg, target), on_retry, relative=target.startswith(("+", "-")))
+    try:
+        before, after = _migrate(settings, lambda cfg: command.upgrade(cfg, target), on_retry, relative=target.startswith(("+", "-")))
+    except MigrationError as exc:
+        raise _blame(settings, exc) from None
     return MigrateResult(before, after, _between(settings, before, after))
+
+
+def _blame(settings: Settings, exc: MigrationError) -> MigrationError:
+    """A failed upgrade names the revision that failed and its file: the first one still pending."""
+    prefix = "the migration failed: "
+    if not exc.message.startswith(prefix):
+        return exc
+    try:
+        pending = status(settings).pending
+    except DbtasksError:
+        return exc
+    if not pending:
+        return exc
+    rev = pending[0]
+    return MigrationError(
+        f"the upgrade of {rev.revision} ({shown_path(rev.path)}) failed: {exc.message[len(prefix):]}",
+        exc.remedy or "fix its upgrade(); the revisions before it stay applied",
+    )
 
 
 def downgrade(settings: Settings, steps: int | None = 1, target: str | None = None, confirm: str | None = None, ask=None, on_retry: Callable[[str], None] | None = None) -> MigrateResult:

@@ -84,3 +84,12 @@ def test_a_history_that_expects_existing_objects_runs_with_a_setup_file(tmp_path
     setup.write_text("create tabel oops;\n")
     proc = run(["-c", str(billing / "alembic.ini"), "check-roundtrip"], tmp_path, DBTASKS_SCRATCH_SETUP=str(setup), **env)
     assert_one_line_error(proc, "scratch_setup", "setup.sql failed", "syntax error")
+
+
+def test_a_failed_upgrade_names_the_revision_and_its_file(tmp_path, empty_database):
+    billing = service(tmp_path / "repo")
+    second = next((billing / "migrations" / "versions").glob("*b1b1b1b1b101*.py"))
+    second.write_text(second.read_text().replace("def upgrade():\n", 'def upgrade():\n    op.execute("update metrics set n = 1")\n'))
+    proc = run(["-c", str(billing / "alembic.ini"), "upgrade"], tmp_path, DATABASE_URL=url_str(empty_database))
+    line = assert_one_line_error(proc, "the upgrade of b1b1b1b1b101", "2026_01_02_b1b1b1b1b101_add_bio.py", 'relation "metrics" does not exist')
+    assert "the revisions before it stay applied" in line
