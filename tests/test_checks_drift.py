@@ -20,11 +20,12 @@ def test_clean_projects_pass_with_either_env_py_style(tmp_path, dbtasks_server_u
 def test_missing_migration_is_drift_with_rendered_operation_and_remedy(tmp_path, dbtasks_server_url):
     proc = check(["check-migrations"], example("drift_missing_column", tmp_path), dbtasks_server_url)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "drift/model-drift [a0a0a0a0a001]" in proc.stdout
+    # the finding points at the model that changed, not at a revision
+    assert "drift/model-drift models.py:17: the models differ from the migrations (model models.User):" in proc.stdout
     assert "op.add_column('users', sa.Column('age', sa.Integer(), nullable=True))" in proc.stdout
     assert 'dbtasks revision --autogenerate --message "describe the change"' in proc.stdout
     as_json = check(["check-migrations", "--format", "json"], example("drift_missing_column", tmp_path / "j"), dbtasks_server_url)
-    assert [(f["rule"], f["revision"]) for f in findings(as_json)] == [("model-drift", "a0a0a0a0a001")]
+    assert [(f["rule"], f["revision"], f["file"], f["line"]) for f in findings(as_json)] == [("model-drift", None, "models.py", 17)]
 
 
 def test_new_enum_value_in_models_is_drift(tmp_path, dbtasks_server_url):

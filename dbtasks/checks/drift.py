@@ -10,6 +10,8 @@ the Python line that would appear in the revision.
 
 from __future__ import annotations
 
+import inspect
+
 from alembic import autogenerate
 from alembic.operations import ops
 from sqlalchemy.engine import URL
@@ -53,16 +55,45 @@ def compare(workspace: Workspace, url: URL) -> list[ops.MigrateOperation]:
     return found
 
 
+def model_of(table: str | None, schema: str | None = None) -> tuple[str, str, int | None] | None:
+    """(class name, source file, line) of the mapped class whose table is ``table``, when one is loaded."""
+    if not table:
+        return None
+    try:
+        from sqlalchemy.orm import mapperlib
+
+        registries = list(mapperlib._mapper_registries)
+    except (ImportError, AttributeError):  # pragma: no cover - a SQLAlchemy without the registry list
+        return None
+    for registry in registries:
+        for mapper in list(registry.mappers):
+            local = mapper.local_table
+            if getattr(local, "name", None) == table and getattr(local, "schema", None) in (schema, None):
+                cls = mapper.class_
+                try:
+                    path = inspect.getsourcefile(cls)
+                    line = inspect.getsourcelines(cls)[1]
+                except (OSError, TypeError):
+                    path, line = None, None
+                return f"{cls.__module__}.{cls.__qualname__}", path or "", line
+    return None
+
+
 def run(workspace: Workspace) -> CheckResult:
-    """Compare the models with a scratch database at head (the one ``roundtrip`` left there, when it did)."""
+    """Compare the models with a scratch database at head (the one ``roundtrip`` left there, when it did).
+
+    A finding points at the model whose table differs (its file and the line
+    of its class), not at a revision: the missing piece is a revision nobody
+    has written yet.
+    """
     result = CheckResult(NAME)
-    heads = workspace.heads()
     operations = compare(workspace, workspace.database_at_head())
-    head = heads[0] if heads else None
     for op in operations:
+        model = model_of(getattr(op, "table_name", None), getattr(op, "schema", None))
+        where = f" (model {model[0]})" if model else ""
         result.findings.append(Finding(
-            NAME, "model-drift", f"the models differ from the migrations: {_render(op)}",
-            revision=head, file=workspace.relpath(workspace.get(head).path) if head else None, remedy=remedy(),
+            NAME, "model-drift", f"the models differ from the migrations{where}: {_render(op)}",
+            file=workspace.relpath(model[1]) if model and model[1] else None, line=model[2] if model else None, remedy=remedy(),
         ))
     return result
 
