@@ -32,7 +32,7 @@ export DBTASKS_CONFIRM := $(CONFIRM)
 endif
 
 .PHONY: help install init test db-seed start-db stop-db init-db volume-recreate \
-	db-shell db-protect db-unprotect db-status db-migrate upgrade-db upgrade-prod-db db-migrate-down \
+	db-shell db-protect db-unprotect db-status db-status-check db-migrate upgrade-db upgrade-prod-db db-migrate-down \
 	db-migrate-down-all db-migrate-create migrate-db revision db-migrate-empty \
 	db-migrate-current db-migrate-history db-migrate-heads db-migrate-merge-heads
 
@@ -75,6 +75,9 @@ db-unprotect: ## Remove the protection mark (asks for the database name, or CONF
 
 db-status: ## Current revision, head(s), pending revisions oldest first
 	$(DBTASKS) status
+
+db-status-check: ## For CI: exit 1 (make: 2) while revisions are pending, 0 when up to date
+	$(DBTASKS) status --exit-code
 
 db-migrate: ## Upgrade the database to head
 	$(DBTASKS) upgrade

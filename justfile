@@ -76,6 +76,10 @@ db-unprotect:
 db-status:
     {{dbtasks}} status
 
+# For CI: exit 1 (make: 2) while revisions are pending, 0 when up to date
+db-status-check:
+    {{dbtasks}} status --exit-code
+
 # Upgrade the database to head
 db-migrate:
     {{dbtasks}} upgrade

@@ -156,6 +156,15 @@ def settings_cmd(c: Ctx) -> None:
     s = c.settings
     rows = [(d.name, shown_value(s, d), s.sources.get(d.name, "default"), d.variable) for d in SETTINGS]
     rows.append(("server", s.server_kind, "derived", "DB_SERVER, DATABASE_URL"))
+    if s.server_kind == "local":
+        from dbtasks.server import LocalServer
+
+        local = LocalServer(s)
+        try:
+            data_dir, note = str(local.data_dir), local.relocation_note
+        except DbtasksError as exc:  # e.g. no OS user to run the server: show the setting, and why
+            data_dir, note = str(s.data_dir), exc.message
+        rows.append(("data_dir", data_dir, "derived", "DBTASKS_PG_DATA" + (f" ({note})" if note else "")))
     widths = [min(max(len(r[i]) for r in rows), 32) for i in range(3)]
     echo(f"{'setting':<{widths[0]}}  {'value':<{widths[1]}}  {'from':<{widths[2]}}  variable")
     for name, value, source, variable in rows:

@@ -544,7 +544,7 @@ def run_env(
             script = script or ScriptDirectory.from_config(config)
         try:
             with translate_errors(scratch):
-                with sandbox(settings, url) as report, EnvironmentContext(config, script, fn=counted, as_sql=False, **env_kwargs):
+                with session_environment(settings), sandbox(settings, url) as report, EnvironmentContext(config, script, fn=counted, as_sql=False, **env_kwargs):
                     script.run_env()
         except EnvPyLeak:
             raise
@@ -654,7 +654,7 @@ def _migrate(
                 if conn.in_transaction():
                     conn.commit()
                 return first[0], _heads_on(conn)
-        except LockTimeout as exc:
+        except LockTimeout:
             who = blockers(settings, mine)
             named = f"; blocked by {who[0]}" if who else ""
             now = current_revisions(settings)

@@ -83,6 +83,7 @@ _ROWS: list[Recipe] = [
     Recipe("db-protect", "protect", "safety.protect", "Mark the database protected, inside the database itself (ENV=prod or DATABASE_URL)"),
     Recipe("db-unprotect", "unprotect", "safety.unprotect", "Remove the protection mark (asks for the database name, or CONFIRM=<dbname>)"),
     Recipe("db-status", "status", "migrations.status", "Current revision, head(s), pending revisions oldest first"),
+    Recipe("db-status-check", "status --exit-code", "migrations.status", "For CI: exit 1 (make: 2) while revisions are pending, 0 when up to date"),
     Recipe("db-migrate", "upgrade", "migrations.upgrade", "Upgrade the database to head"),
     Recipe("upgrade-db", "upgrade", "migrations.upgrade", "Alias of db-migrate", alias_of="db-migrate"),
     Recipe("upgrade-prod-db", "--env prod upgrade", "migrations.upgrade", "Upgrade the prod environment (PROD_DATABASE_URL) to head, after confirmation"),

@@ -56,6 +56,7 @@ class Protection:
     database: str
     reasons: list[str]
     mark: str | None = None  # the environment named by the mark ("" when it names none); None: not marked
+    reachable: bool = True  # False: the database did not answer, so its mark could not be read
 
     @property
     def protected(self) -> bool:
@@ -98,8 +99,12 @@ def listed_dev(settings: Settings, url: URL | None = None) -> bool:
     candidates = set()
     for h in hosts:
         candidates |= {h, f"{h}:{port}", f"{h}:{port}/{db}", f"{h}/{db}"}
-    return any(fnmatch.fnmatchcase(c, entry.strip().lower() if "/" not in entry else entry.strip().split("/", 1)[0].lower() + "/" + entry.strip().split("/", 1)[1])
-               for entry in settings.dev_databases for c in candidates)
+
+    def pattern(entry: str) -> str:  # host names are case-insensitive, database names are not
+        server, slash, db_name = entry.strip().partition("/")
+        return server.lower() + slash + db_name
+
+    return any(fnmatch.fnmatchcase(c, pattern(entry)) for entry in settings.dev_databases for c in candidates)
 
 
 # -- the mark -----------------------------------------------------------------------
@@ -183,6 +188,7 @@ def protection(settings: Settings, conn: sa.Connection | None = None) -> Protect
     if settings.is_protected:
         reasons.append(f"protected environment {settings.env!r}")
     mark = None
+    reachable = True
     if conn is not None:
         mark = read_mark(conn)
     else:
@@ -190,13 +196,13 @@ def protection(settings: Settings, conn: sa.Connection | None = None) -> Protect
             with connection(settings) as c:
                 mark = read_mark(c)
         except DbtasksError:
-            mark = None
+            reachable = False
     dbname = settings.database_name
     if mark is not None:
         reasons.append(f"database {dbname!r} marked protected" + (f" ({mark})" if mark else ""))
     if not own_server(settings) and not listed_dev(settings):
         reasons.append(f"database {dbname!r} on {describe(settings.url).split('@', 1)[-1].rsplit('/', 1)[0]}, a server that is not the project's own")
-    return Protection(dbname, reasons, mark)
+    return Protection(dbname, reasons, mark, reachable)
 
 
 def _confirm_hint(dbname: str) -> str:
@@ -240,7 +246,7 @@ def require_own_server(settings: Settings, action: str) -> None:
     """Refuse ``action`` (volume-recreate) unless it targets the project's own local or docker server."""
     if settings.server_kind not in ("local", "docker"):
         raise ProtectedEnvironment(
-            f"refusing to {action}: the database is on {describe(settings.url)}, not on the project's own local or docker server",
+            f"refusing to {action}: cannot recreate {describe(settings.url)}, which is not on the project's own local or docker server",
             "volume-recreate only ever acts on the server dbtasks runs (DB_SERVER=local or docker, no DATABASE_URL/ENV)",
         )
     if not own_server(settings):
@@ -261,7 +267,8 @@ def scratch_home(settings: Settings, why: str = "scratch databases") -> Settings
     started if needed. Never the server of a protected target.
     """
     p = protection(settings)
-    if not p.protected:
+    if not p.protected or not p.reachable:
+        # A target that does not answer gets nothing anywhere: the scratch step reports it in one line.
         return settings
     test_url = os.environ.get("TEST_DATABASE_URL", "").strip()
     if test_url:

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import grp
+import hashlib
 import os
 import pwd
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -89,6 +92,42 @@ def binary_major_version(bin_dir: Path) -> int:
 
 
 # -- helpers ----------------------------------------------------------------
+
+# Where a cluster goes when the server's OS user cannot reach the clone.
+RELOCATION_BASE = Path("/var/tmp")
+
+
+def relocated_data_dir(settings: Settings, user: pwd.struct_passwd) -> Path:
+    """The per-project data directory the server's OS user can reach.
+
+    ``/var/tmp/dbtasks-<project>-<hash of the project path>-<user>/pgdata``:
+    /var/tmp survives reboots (the cluster should too), the hash keeps two
+    clones apart, and the name says whose it is.
+    """
+    project = settings.project_dir.resolve()
+    digest = hashlib.sha256(str(project).encode()).hexdigest()[:12]
+    label = re.sub(r"[^A-Za-z0-9_.-]", "_", project.name)[:40] or "project"
+    base = RELOCATION_BASE if RELOCATION_BASE.is_dir() else Path(tempfile.gettempdir())
+    return base / f"dbtasks-{label}-{digest}-{user.pw_name}" / "pgdata"
+
+
+def unreachable_parent(path: Path, user: pwd.struct_passwd) -> Path | None:
+    """The first existing directory above ``path`` that ``user`` cannot enter, or None."""
+    groups = {user.pw_gid, *(g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem)}
+    for parent in reversed(path.parents):
+        if not parent.exists():
+            break
+        st = parent.stat()
+        if st.st_uid == user.pw_uid:
+            allowed = st.st_mode & 0o100
+        elif st.st_gid in groups:
+            allowed = st.st_mode & 0o010
+        else:
+            allowed = st.st_mode & 0o001
+        if not allowed:
+            return parent
+    return None
+
 
 
 def pid_alive(pid: int) -> bool:
@@ -167,11 +206,54 @@ class LocalServer(Server):
 
     def __init__(self, settings: Settings):
         super().__init__(settings)
-        self.data_dir = settings.data_dir
-        self.log_file = self.data_dir.parent / (self.data_dir.name + ".log")
         self.port = settings.pg_port
         self.host = settings.pg_host
         self._bin_dir: Path | None = None
+        self._where: tuple[Path, str] | None = None
+
+    # where the cluster lives ---------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        """The data directory in use: the configured one, or the per-project one beside it."""
+        return self._placement()[0]
+
+    @property
+    def relocation_note(self) -> str:
+        """Why the cluster lives outside the configured directory ("" when it does not)."""
+        return self._placement()[1]
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir.parent / (self.data_dir.name + ".log")
+
+    def _placement(self) -> tuple[Path, str]:
+        """Choose the data directory once, the same way for every verb.
+
+        As root the server runs as another OS user, which may not be able to
+        enter the clone (a clone in root's 0700 home). Rather than change the
+        permissions of the user's directories, the cluster then lives in a
+        per-project directory that user owns, :func:`relocated_data_dir`. Only
+        the project's location moves (the default or pyproject.toml's): a
+        DBTASKS_PG_DATA set in the environment, .env or a flag is kept (and an
+        unreachable one is reported). A cluster found at either place
+        stays where it is, so start, stop, status and volume-recreate agree
+        even after permissions change.
+        """
+        if self._where is None:
+            configured = self.settings.data_dir
+            where = (configured, "")
+            # pyproject.toml is shared by every clone, wherever it lies: only a
+            # value of this machine (environment, .env, flag) is kept as given.
+            user = self._os_user() if self.settings.sources.get("pg_data", "default") in ("default", "pyproject") else None
+            if user is not None and not (configured / "PG_VERSION").is_file():
+                moved = relocated_data_dir(self.settings, user)
+                blocked = unreachable_parent(configured, user)
+                if (moved / "PG_VERSION").is_file() or blocked is not None:
+                    why = f"OS user {user.pw_name!r} cannot enter {blocked}" if blocked else "a cluster is there already"
+                    where = (moved, f"data in {moved}, because {why}; set DBTASKS_PG_DATA to choose another place")
+            self._where = where
+        return self._where
 
     # binaries and OS user ----------------------------------------------------
 
@@ -227,17 +309,36 @@ class LocalServer(Server):
         user = self._os_user()
         if user is None:
             return
-        for parent in reversed(self.data_dir.parents):
-            if not parent.exists():
-                break
-            st = parent.stat()
-            if st.st_uid == user.pw_uid:
-                continue
-            if not st.st_mode & 0o001:
-                raise ServerError(
-                    f"the server runs as OS user {user.pw_name!r}, which cannot enter {parent}",
-                    f"chmod o+x {parent}, or set DBTASKS_PG_DATA to a directory it can reach",
-                )
+        parent = unreachable_parent(self.data_dir, user)
+        if parent is not None:
+            raise ServerError(
+                f"the server runs as OS user {user.pw_name!r}, which cannot enter {parent}",
+                f"set DBTASKS_PG_DATA to a directory it can reach (or unset it: dbtasks then keeps the cluster under {RELOCATION_BASE})",
+            )
+
+    def _prepare_relocated(self) -> None:
+        """Create the per-project directory, owned by the server's user, mode 700.
+
+        It sits in a world-writable directory, so one that exists must be a real
+        directory of that user, not a link or someone else's.
+        """
+        if not self.relocation_note:
+            return
+        user = self._os_user()
+        home = self.data_dir.parent
+        home.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            home.mkdir(mode=0o700)
+            self._chown(home)
+        except FileExistsError:
+            pass
+        st = home.lstat()
+        if not stat.S_ISDIR(st.st_mode) or (user is not None and st.st_uid != user.pw_uid):
+            raise ServerError(
+                f"{home} exists but is not a directory of OS user {user.pw_name if user else '?'}",
+                "remove it, or set DBTASKS_PG_DATA to a directory of your choice",
+            )
+        home.chmod(0o700)
 
     # state -------------------------------------------------------------------
 
@@ -258,15 +359,61 @@ class LocalServer(Server):
     def data_major_version(self) -> int:
         return int((self.data_dir / "PG_VERSION").read_text().strip().split(".")[0])
 
-    def running_pid_port(self) -> tuple[int, int] | None:
-        """(pid, port) from postmaster.pid when that process is alive."""
-        pid_file = self.data_dir / "postmaster.pid"
+    def _pid_file(self) -> tuple[int, int] | None:
+        """(pid, port) as postmaster.pid states them, or None without a readable file."""
         try:
-            lines = pid_file.read_text().splitlines()
-            pid, port = int(lines[0]), int(lines[3])
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+            return int(lines[0]), int(lines[3])
         except (OSError, ValueError, IndexError):
             return None
-        return (pid, port) if pid_alive(pid) else None
+
+    def running_pid_port(self) -> tuple[int, int] | None:
+        """(pid, port) from postmaster.pid when that process is this cluster's server."""
+        found = self._pid_file()
+        if found is None:
+            return None
+        pid, port = found
+        return found if pid_alive(pid) and self._is_our_postmaster(pid, port) else None
+
+    def _is_our_postmaster(self, pid: int, port: int) -> bool:
+        """True when ``pid`` is a postgres serving this data directory.
+
+        A postmaster.pid outlives a killed server (kill -9, a container or
+        machine restart), and its pid may since belong to anything: pid 1, a
+        shell, another cluster's server. A postmaster works inside its data
+        directory, so its cwd tells; where /proc is not there to ask, the
+        port of the file must answer.
+        """
+        proc = Path("/proc") / str(pid)
+        if not Path("/proc/self").exists():
+            return port_in_use(self.host, port)
+        try:
+            argv0 = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            return False  # gone meanwhile
+        if not any(word in Path(argv0.split(":")[0]).name for word in ("postgres", "postmaster")):
+            return False
+        try:
+            cwd = os.readlink(proc / "cwd")
+        except OSError:  # another user's process: ask the port instead
+            return port_in_use(self.host, port)
+        with contextlib.suppress(OSError):
+            return os.path.samefile(cwd, self.data_dir)
+        return False
+
+    def _move_stale_pid_file(self) -> str:
+        """Move a postmaster.pid whose pid is not this cluster's server aside; say so ("" when none).
+
+        PostgreSQL refuses to start while the file names a live process, so a
+        stale file naming pid 1 would block the cluster forever.
+        """
+        found = self._pid_file()
+        if found is None or not pid_alive(found[0]) or self.running_pid_port() is not None:
+            return ""
+        stale = self.data_dir / "postmaster.pid"
+        aside = self.data_dir / "postmaster.pid.stale"
+        stale.replace(aside)
+        return f"moved a stale postmaster.pid aside to {aside} (its pid {found[0]} is not this cluster's server)"
 
     def check_version(self) -> None:
         if not self.initialized():
@@ -283,6 +430,7 @@ class LocalServer(Server):
 
     def init_cluster(self) -> None:
         """initdb with password authentication over TCP and the configured superuser."""
+        self._prepare_relocated()
         self._check_reachable()
         if self.data_dir.exists() and any(self.data_dir.iterdir()):
             raise ServerError(
@@ -342,7 +490,8 @@ class LocalServer(Server):
                     f"{names.run('stop-db')}, then start it again",
                 )
             ensure_database(self.url)
-            return ServerStatus(self.kind, True, self.url, f"already running, pid {pid}")
+            return ServerStatus(self.kind, True, self.url, self._detail(f"already running, pid {pid}"))
+        stale_note = self._move_stale_pid_file()
         # A fresh log per start, so a failure shows this start's lines only.
         self.log_file.write_text("")
         self._chown(self.log_file)
@@ -362,18 +511,25 @@ class LocalServer(Server):
         detail = "initialized and started" if created else "started"
         if db_created:
             detail += f", created database {self.url.database}"
-        return ServerStatus(self.kind, True, self.url, detail, changed=True)
+        return ServerStatus(self.kind, True, self.url, self._detail(detail, stale_note), changed=True)
+
+    def _detail(self, *parts: str) -> str:
+        """One line: what happened, and where the data is when it is not where configured."""
+        return "; ".join(p for p in (*parts, self.relocation_note) if p)
 
     def stop(self) -> ServerStatus:
         if not self.initialized() or self.running_pid_port() is None:
-            return ServerStatus(self.kind, False, self.url, "not running")
+            return ServerStatus(self.kind, False, self.url, self._detail("not running"))
         self._run([self.bin_dir / "pg_ctl", "stop", "-D", self.data_dir, "-m", "fast", "-w", "-t", "60"], timeout=90)
-        return ServerStatus(self.kind, False, self.url, "stopped", changed=True)
+        return ServerStatus(self.kind, False, self.url, self._detail("stopped"), changed=True)
 
     def destroy(self) -> ServerStatus:
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.log_file.unlink(missing_ok=True)
+        if self.relocation_note:
+            with contextlib.suppress(OSError):
+                self.data_dir.parent.rmdir()
         return ServerStatus(self.kind, False, self.url, f"removed {self.data_dir}", changed=True)
 
 

@@ -39,8 +39,8 @@ class Row:
     words: tuple[str, ...]
     code: int = 2
     env: tuple[tuple[str, str], ...] = ()
-    project: str = "main"  # which shared project copy: main, badenv, badrev
-    database: str = "good"  # good: DATABASE_URL names the shared database; none: no DATABASE_URL; closed: a closed port
+    project: str = "main"  # which shared project copy: main, badenv, badrev, sqlname, textcol
+    database: str = "good"  # good: DATABASE_URL names the shared database; weak: the same as a role without CREATEDB; none: no DATABASE_URL; closed: a closed port
 
 
 def r(id, runner, args, *words, code=2, env=(), project="main", database="good"):
@@ -158,6 +158,14 @@ ROWS = [
     r("syntax-history-just", "just", "db-migrate-history", "cannot be parsed", project="badrev"),
     r("syntax-heads-cli", "cli", "heads", "cannot be parsed", project="badrev"),
     r("syntax-current-make", "make", "db-migrate-current", "cannot be parsed", project="badrev"),
+    # -- a role without CREATEDB: a restore builds a new database, so it is refused up front
+    r("restore-nocreatedb-cli", "cli", "restore-db -f bad/good.dump", "may not create databases", "CREATEDB", database="weak"),
+    r("restore-nocreatedb-make", "make", "restore-db FILE=bad/good.dump", "may not create databases", "ALTER ROLE", database="weak"),
+    # -- retention policies that cannot be right
+    r("cleanup-sqlname-cli", "cli", "cleanup", "not a table name", "[tool.dbtasks.cleanup.tables]", project="sqlname"),
+    r("cleanup-sqlname-make", "make", "db-cleanup APPLY=1", "not a table name", project="sqlname"),
+    r("cleanup-textcol-cli", "cli", "cleanup", "users.email", "not a timestamp", project="textcol"),
+    r("cleanup-textcol-just", "just", "db-cleanup", "users.email", "not a timestamp", project="textcol"),
     # -- a program that is not PostgreSQL on the port
     r("not-postgres-cli", "cli", "status", "not a PostgreSQL server", database="http"),
     r("not-postgres-make", "make", "db-status", "not a PostgreSQL server", database="http"),
@@ -221,10 +229,27 @@ def stage(tmp_path_factory, dbtasks_server_url: URL, dbtasks_template: URL):
     badenv = copy_project(root / "badenv")
     (badenv / ".env").write_bytes(b"DBTASKS_PG_PORT=6545\n# caf\xe9\n")
     badrev = copy_project(root / "badrev")
+    # Retention policies that cannot be right: a table name that is SQL, a text column.
+    sqlname = copy_project(root / "sqlname")
+    with (sqlname / "pyproject.toml").open("a") as fh:
+        fh.write('\n[tool.dbtasks.cleanup.tables]\n"users; drop table users --" = { column = "created_at", older_than = "1 year" }\n')
+    textcol = copy_project(root / "textcol")
+    with (textcol / "pyproject.toml").open("a") as fh:
+        fh.write('\n[tool.dbtasks.cleanup.tables]\nusers = { column = "email", older_than = "1 year" }\n')
     (badrev / "alembic" / "versions" / "bad_syntax.py").write_text(f'"""x"""\nrevision = "bad1"\ndown_revision = "{HEAD}"\n\n\ndef upgrade(:\n    pass\n')
 
     name = scratch_name("dbtasks_bad_input")
     url = create_database(dbtasks_server_url, name, template=dbtasks_template.database)
+    # A role that may log in but not create databases (restore-db needs CREATEDB), and a dump to restore.
+    weak = scratch_name("dbtasks_weak")
+    engine = make_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"create role {weak} login password 'weakpw' nocreatedb"))
+    finally:
+        engine.dispose()
+    dumped = run(["dump-db", "-o", "bad/good.dump"], main, DATABASE_URL=url_str(url))
+    assert dumped.returncode == 0, dumped.stderr
     # Something that is not PostgreSQL on a port: it answers the SSL request with "H".
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -246,10 +271,20 @@ def stage(tmp_path_factory, dbtasks_server_url: URL, dbtasks_template: URL):
 
     threading.Thread(target=serve, daemon=True).start()
     try:
-        yield {"projects": {"main": main, "badenv": badenv, "badrev": badrev}, "url": url, "http_port": listener.getsockname()[1], "root": root}
+        yield {
+            "projects": {"main": main, "badenv": badenv, "badrev": badrev, "sqlname": sqlname, "textcol": textcol},
+            "url": url, "weak_url": url.set(username=weak, password="weakpw"),
+            "http_port": listener.getsockname()[1], "root": root,
+        }
     finally:
         listener.close()
         drop_database(dbtasks_server_url, name)
+        engine = make_engine(dbtasks_server_url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text(f"drop role if exists {weak}"))
+        finally:
+            engine.dispose()
 
 
 def _invoke(row: Row, cwd: Path, env: dict[str, str]):
@@ -267,6 +302,8 @@ def test_bad_input(row: Row, stage) -> None:
     env.setdefault("DBTASKS_PG_DATA", str(stage["root"] / f"pgdata-{row.id}"))
     if row.database == "good":
         env.setdefault("DATABASE_URL", url_str(stage["url"]))
+    elif row.database == "weak":
+        env.setdefault("DATABASE_URL", url_str(stage["weak_url"]))
     elif row.database == "closed":
         env.setdefault("DATABASE_URL", f"postgresql://u:pw@127.0.0.1:{_closed_port()}/app")
     elif row.database == "http":

@@ -76,7 +76,7 @@ def test_enum_value_changes_autogenerate_and_roundtrip(tmp_path, dbtasks_databas
     assert scalar(dbtasks_database, labels) == "todo,doing,done,blocked"
     for verb in ("check-migrations", "check-roundtrip"):
         proc = check([verb], project, dbtasks_server_url)
-        assert proc.returncode == 0, (verb, proc.stdout, proc.stderr)
+        assert proc.returncode == 0, f"{verb}\n{proc.stdout}\n{proc.stderr}"
     # removing the value again is a migration too
     _change_task_status(project, ["todo", "doing", "done"])
     proc = run(["revision"], project, MIGRATE_MSG="drop blocked status", **env)

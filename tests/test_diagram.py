@@ -442,7 +442,8 @@ def test_committed_docs_do_not_depend_on_the_postgresql_major(dbtasks_server_url
     if binary_major_version(bundled) == server_version(dbtasks_server_url) // 10000:
         pytest.skip("the test server already runs the pgserver wheel's major version")
     with throwaway_server(pg_bin=str(bundled)) as url:
-        result = check_db_docs(load_settings({"database_url": url_str(url)}, project_dir=REPO))
+        # A second throwaway server is a development server too: list it, or its scratch database would move.
+        result = check_db_docs(load_settings({"database_url": url_str(url), "dev_databases": [f"{url.host}:{url.port}"]}, project_dir=REPO))
     assert result.ok, "\n".join(f.message for f in result.findings)
 
 

@@ -122,8 +122,9 @@ def test_bad_input_is_one_line_and_changes_nothing(project, db_env, tmp_path):
     line = assert_one_line_error(proc, "cannot connect")
     assert "Hunter2secret" not in proc.stdout + proc.stderr and "Hunter2secret" not in line
 
-    proc = run(["--env", "prod", "regenerate-db-diagram"], project, PROD_DATABASE_URL=db_env["DATABASE_URL"])
-    assert_one_line_error(proc, "protected environment", "--from-database")
+    # A protected target's server never gets the scratch database (issue 10): TEST_DATABASE_URL on that same server is refused.
+    proc = run(["--env", "prod", "regenerate-db-diagram"], project, PROD_DATABASE_URL=db_env["DATABASE_URL"], TEST_DATABASE_URL=db_env["DATABASE_URL"])
+    assert_one_line_error(proc, "protected environment", "TEST_DATABASE_URL")
     assert not docs(project).exists()
 
     with (project / "pyproject.toml").open("a") as fh:

@@ -144,6 +144,21 @@ def test_make_server_recipes_on_a_local_server(project, reachable_dir):
         make("volume-recreate")
         assert scalar(url, "select count(*) from users") == 0
         assert scalar(url, "select count(*) from alembic_version") == 1
+
+        # A postmaster.pid left behind (kill -9, a reboot) whose pid now belongs to
+        # another process: PostgreSQL refuses to start while it names a live pid.
+        pid_file = reachable_dir / "pgdata" / "postmaster.pid"
+        real = pid_file.read_text().splitlines()
+        for impostor in (1, os.getpid()):
+            make("stop-db")
+            pid_file.write_text("\n".join([str(impostor), *real[1:]]) + "\n")
+            assert "not running" in make("stop-db").stdout
+            status = make("db-status", ok=False)
+            assert "run `make start-db`" in status.stderr, status.stderr  # ... which now works
+            out = make("start-db").stdout
+            assert "moved a stale postmaster.pid aside" in out and f"its pid {impostor} is not" in out, out
+            assert len(out.strip().splitlines()) == 1
+            assert "pending:  none" in make("db-status").stdout
     finally:
         stop = make("stop-db", ok=False)
     assert stop.returncode == 0 and "stopped" in stop.stdout, (stop.stdout, stop.stderr)
@@ -210,6 +225,45 @@ def test_make_empty_revision_heads_and_merge(project, make_migrated):
     assert len(heads) == 1 and "merge heads" in heads[0], heads
     make("db-migrate")
     assert scalar(url, "select version_num from alembic_version") == heads[0].split()[0]
+    # Right after the merge, db-migrate-down undoes the merge revision (both branches stay applied).
+    down = make("db-migrate-down")
+    assert heads[0].split()[0] in down.stdout, down.stdout
+    assert scalar(url, "select string_agg(version_num, ',' order by version_num) from alembic_version") == "bbbb00000002,cccc00000003"
+
+
+@pytest.mark.slow
+def test_readme_hand_written_migration_workflow(project, make_migrated):
+    """The README's "Hand-written migrations", copied literally: db-migrate-empty,
+    fill in upgrade() and downgrade() (with op and sa, which the formatter keeps),
+    db-migrate, db-migrate-down."""
+    make, url = make_migrated
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Hand-written migrations", 1)[1].split("\n### ", 1)[0]
+    command = re.search(r"^\$ (make db-migrate-empty .+)$", section, re.M).group(1)
+    assert "`make db-migrate`" in section and "`make db-migrate-down`" in section
+    words = shlex.split(command)
+    assert words[:2] == ["make", "db-migrate-empty"]
+    created = make(*words[1:]).stdout
+    shown = re.search(r"^created (\w+): (\S+\.py)$", section, re.M)
+    match = re.search(r"^created (\w+): (\S+\.py)$", created, re.M)
+    assert shown and match, created
+    assert re.sub(r"\d{4}_\d\d_\d\d_\w{12}_", "", match.group(2)) == re.sub(r"\d{4}_\d\d_\d\d_\w{12}_", "", shown.group(2))
+    path = project / match.group(2)
+    text = path.read_text()
+    assert "from alembic import op" in text and "import sqlalchemy as sa" in text, text
+    text = text.replace(
+        "def upgrade() -> None:\n    pass",
+        'def upgrade() -> None:\n    op.create_table("timezones", sa.Column("name", sa.Text(), primary_key=True))\n'
+        '    op.execute("insert into timezones values (\'UTC\')")',
+    ).replace("def downgrade() -> None:\n    pass", 'def downgrade() -> None:\n    op.drop_table("timezones")')
+    assert text.count("timezones") >= 3, text
+    path.write_text(text)
+    make("db-migrate")
+    assert scalar(url, "select string_agg(name, ',') from timezones") == "UTC"
+    assert scalar(url, "select version_num from alembic_version") == match.group(1)
+    make("db-migrate-down")
+    assert "timezones" not in tables(url)
+    assert scalar(url, "select version_num from alembic_version") != match.group(1)
 
 
 @pytest.mark.slow
@@ -227,6 +281,17 @@ def test_make_create_aliases_migrate_db_and_revision(project, make_migrated):
     assert any(p.name.endswith("_add_memos.py") for p in revision_files(project))
     make("db-migrate")
     assert {"notes", "memos"} <= tables(url)
+
+
+def test_db_status_check_exit_status_for_ci(project, make_db):
+    """db-status-check: make's exit status tells pending (non-zero) from up to date (0); just keeps 1."""
+    make, url = make_db
+    pending = make("db-status-check", ok=False)
+    assert pending.returncode == 2 and "pending:  1 revision(s)" in pending.stdout, (pending.stdout, pending.stderr)
+    assert run_just(["db-status-check"], project, **make.env).returncode == 1
+    make("db-migrate")
+    assert "up to date" in make("db-status-check").stdout
+    assert run_just(["db-status-check"], project, **make.env).returncode == 0
 
 
 def test_make_prod_upgrade_needs_confirmation(make_db):

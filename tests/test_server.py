@@ -3,23 +3,64 @@ as a machine without a Docker engine allows (compose file and command lines)."""
 
 from __future__ import annotations
 
+import os
+import pwd
+import re
 import shutil
 import socket
+import stat
 import subprocess
 
 import pytest
 import yaml
 
 from dbtasks.config import load_settings
-from dbtasks.server import DockerServer, find_bin_dir, pgserver_bin_dir
+from dbtasks.server import DockerServer, find_bin_dir, pgserver_bin_dir, relocated_data_dir
 from dbtasks.testing import free_port
 
-from .conftest import REPO, assert_one_line_error, local_env, run, scalar
+from .conftest import REPO, assert_one_line_error, copy_project, local_env, run, run_make, scalar
 
 
 # A local cluster's whole life (init with initdb, start twice, seed, psql,
 # init-db, volume-recreate, stop twice, the server user) is one test of its own
 # through make: tests/test_recipes.py::test_make_server_recipes_on_a_local_server.
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another OS user")
+def test_clone_the_server_user_cannot_enter(reachable_dir):
+    """As root, in a clone inside a mode-700 directory (root's home), the README's
+    `make init` works: the cluster moves to a per-project directory the server's
+    user owns, every verb finds it there, and the user's directories keep their modes."""
+    home = reachable_dir / "home"
+    home.mkdir()
+    home.chmod(0o700)
+    project = copy_project(home / "clone")
+    modes = {p: p.stat().st_mode for p in (reachable_dir, home, project)}
+    env = {"DBTASKS_PG_PORT": str(free_port())}
+    settings = load_settings(project_dir=project, environ=env)
+    user = pwd.getpwnam(settings.server_user)
+    moved = relocated_data_dir(settings, user)
+    shown = run(["settings"], project, **env)
+    assert f"data_dir  {moved}" in re.sub(" +", "  ", shown.stdout) and "cannot enter" in shown.stdout, shown.stdout
+    try:
+        init = run_make("init", project, **env)
+        assert init.returncode == 0, init.stderr
+        first = init.stdout.splitlines()[0]
+        assert f"data in {moved}" in first and f"cannot enter {home};" in first, first
+        assert "pending:  none" in init.stdout
+        st = moved.parent.stat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (user.pw_uid, 0o700)
+        assert not (project / "data").exists()
+        assert {p: p.stat().st_mode for p in modes} == modes
+        assert "pending:  none" in run_make("db-status", project, **env).stdout
+        assert "already running" in run_make("start-db", project, **env).stdout
+        stop = run_make("stop-db", project, **env)
+        assert stop.returncode == 0 and "stopped" in stop.stdout and str(moved) in stop.stdout, stop.stderr
+        assert "not running" in run_make("stop-db", project, **env).stdout
+    finally:
+        run(["stop-db"], project, **env)
+        shutil.rmtree(moved.parent, ignore_errors=True)
 
 
 def test_port_taken_by_another_server_changes_nothing(project, reachable_dir):

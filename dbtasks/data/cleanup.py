@@ -161,10 +161,22 @@ def _catalog(conn: sa.Connection) -> tuple[dict[int, str], list[_FK]]:
 
 
 def _oid(conn: sa.Connection, table: str) -> int:
-    oid = conn.execute(sa.text("select to_regclass(:t)::oid"), {"t": table}).scalar()
+    """The table a policy names (``name`` or ``schema.name``, quoted as in SQL when needed)."""
+    try:
+        oid = conn.execute(sa.text("select to_regclass(:t)::oid"), {"t": table}).scalar()
+    except DBAPIError:  # not even a name: "x; drop table y", 'a"b', "a.b.c.d"
+        conn.rollback()
+        raise ConfigError(
+            f"cleanup policy names table {table!r}, which is not a table name",
+            'fix [tool.dbtasks.cleanup.tables]: write the table as name or schema.name (quote a name with odd characters: \'"Odd Name"\')',
+        ) from None
     if oid is None:
-        raise ConfigError(f"cleanup policy relnames table {table!r}, which does not exist", "fix [tool.dbtasks.cleanup.tables]")
+        raise ConfigError(f"cleanup policy names table {table!r}, which does not exist", "fix [tool.dbtasks.cleanup.tables]")
     return int(oid)
+
+
+# The column types a retention age can be compared with.
+TIME_TYPES = ("timestamp with time zone", "timestamp without time zone", "date")
 
 
 class _Planner:
@@ -275,12 +287,18 @@ def cleanup(
         params: dict[str, Any] = {}
         for i, policy in enumerate(policies):
             oid = _oid(conn, policy.table)
-            exists = conn.execute(
-                sa.text("select quote_ident(attname) from pg_attribute where attrelid = :o and attname = :c and attnum > 0 and not attisdropped"),
+            found = conn.execute(
+                sa.text("select quote_ident(attname), format_type(atttypid, null) from pg_attribute where attrelid = :o and attname = :c and attnum > 0 and not attisdropped"),
                 {"o": oid, "c": policy.column},
-            ).scalar()
-            if not exists:
+            ).first()
+            if not found:
                 raise ConfigError(f"cleanup policy: table {policy.table} has no column {policy.column!r}", "fix [tool.dbtasks.cleanup.tables]")
+            exists, column_type = found
+            if column_type not in TIME_TYPES:
+                raise ConfigError(
+                    f"cleanup policy: column {policy.table}.{policy.column} is {column_type}, not a timestamp or date, so rows cannot be aged by it",
+                    "fix [tool.dbtasks.cleanup.tables]: name a timestamp or date column such as created_at",
+                )
             try:
                 cutoff, past = conn.execute(sa.text("select now() - cast(:a as interval), now() - cast(:a as interval) < now()"), {"a": policy.older_than}).one()
             except DBAPIError:
@@ -320,7 +338,7 @@ def cleanup(
             n = next(counts[o] for o in tables if relnames[o] == first)
             raise UsageError(
                 f"the retention policies would delete every row of {', '.join(everything)} ({first}: all {n}); nothing was deleted",
-                f"check OLDER_THAN, or if that is meant, add ALL_ROWS=1 (--all-rows)",
+                "check OLDER_THAN, or if that is meant, add ALL_ROWS=1 (--all-rows)",
             )
 
         steps: list[Step] = []

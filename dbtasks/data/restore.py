@@ -113,8 +113,16 @@ def _facts(settings: Settings) -> tuple[int, str | None, bool]:
         owner = conn.execute(
             sa.text("select pg_get_userbyid(datdba) from pg_database where datname = :n"), {"n": target}
         ).scalar()
-        superuser = bool(conn.execute(sa.text("select rolsuper from pg_roles where rolname = current_user")).scalar())
-    return num, owner, superuser
+        superuser, createdb = conn.execute(sa.text("select rolsuper, rolcreatedb from pg_roles where rolname = current_user")).one()
+    if not (superuser or createdb):
+        # The restore builds a new database and swaps it in: without CREATEDB it
+        # would fail at CREATE DATABASE, so say it before anything starts.
+        role = settings.url.username or "current user"
+        raise DataError(
+            f"role {role!r} may not create databases on {describe(settings.url)}, and a restore builds the dump in a new database that replaces {target!r}",
+            f"as a superuser run ALTER ROLE {quote_ident(role)} CREATEDB, or restore as a role that has CREATEDB",
+        )
+    return num, owner, bool(superuser)
 
 
 def swap_in(url: URL, scratch: str, target: str, old: str, attempts: int = 10) -> bool:
@@ -283,7 +291,7 @@ def _check_revision_known(settings: Settings, info: ArchiveInfo) -> None:
         if found is None:
             raise DataError(
                 f"{info.path.name} is at revision {rev}, which this checkout's migrations do not have; nothing was changed",
-                f"pull the branch that has it, or pass --force (make/just FORCE=1) to restore it anyway",
+                "pull the branch that has it, or pass --force (make/just FORCE=1) to restore it anyway",
             )
 
 
