@@ -116,7 +116,29 @@ def setting_option(name: str, *decls: str, **kwargs: Any) -> Callable:
 confirm_option = setting_option("confirm", "--confirm", metavar="DBNAME")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The commands above, plus one verb per registered check, loaded only when asked for.
+
+    Importing the checks (Alembic's autogenerate, the linter, the diagram
+    code) is left to the commands that need them, so `dbtasks status` starts
+    faster.
+    """
+
+    def _checks(self) -> dict[str, click.Command]:
+        if not hasattr(self, "_check_commands"):
+            from dbtasks.checks.runner import registry
+
+            self._check_commands = {check.verb: _check_command(check) for check in registry()}
+        return self._check_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._checks()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return super().get_command(ctx, name) or self._checks().get(name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dbtasks")
 @click.option("-c", "--config", "alembic_ini", metavar="PATH", help="alembic.ini of the project (any Alembic project).")
 @click.option("--database-url", metavar="URL", help="Database URL; overrides DATABASE_URL.")
@@ -779,16 +801,6 @@ def check_cmd(c: Ctx) -> None:
     # Progress only for a person at a terminal: in CI and in pipes an error stays one line.
     announce = (lambda name: echo(f"running {name} ...", err=True)) if fmt == "text" and sys.stderr.isatty() else None
     _report(run_checks(c.settings, announce=announce), fmt, summary=True)
-
-
-def _add_check_commands() -> None:
-    from dbtasks.checks.runner import registry
-
-    for check in registry():
-        cli.add_command(_check_command(check))
-
-
-_add_check_commands()
 
 
 # -- entry point --------------------------------------------------------------

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -65,9 +66,90 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+# sys.path as a fresh `dbtasks` process has it (the child of a fork starts from this).
+BASE_SYS_PATH = list(sys.path)
+_LIBRARY_DIRS = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix, str(REPO / "dbtasks")})
+
+
 def run(args, cwd: Path, input: str | None = None, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess:
-    """Run the dbtasks CLI in ``cwd``."""
-    return subprocess.run([DBTASKS, *args], cwd=cwd, env=clean_env(**extra), capture_output=True, text=True, input=input, timeout=timeout)
+    """Run the dbtasks CLI in ``cwd``, as its own process.
+
+    The process is forked from this one, which has dbtasks, SQLAlchemy and
+    Alembic imported already, instead of starting a new interpreter (most of
+    the suite's time otherwise). The child forgets every module of the
+    projects under test and this process's sys.path changes, gets its own
+    environment, directory and standard streams, runs the real entry point and
+    exits with its code: what the `dbtasks` program does. Set
+    ``DBTASKS_TEST_EXEC=1`` to run the installed program instead.
+    """
+    env = clean_env(**extra)
+    if os.environ.get("DBTASKS_TEST_EXEC"):
+        return subprocess.run([DBTASKS, *args], cwd=cwd, env=env, capture_output=True, text=True, input=input, timeout=timeout)
+    import dbtasks.cli  # noqa: F401  (imported once, before forking)
+
+    with tempfile.TemporaryDirectory(prefix="dbtasks-run-") as tmp:
+        paths = [Path(tmp) / name for name in ("stdin", "stdout", "stderr")]
+        paths[0].write_text(input or "")
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            _child(list(args), cwd, env, paths)
+        deadline = time.monotonic() + timeout
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                raise subprocess.TimeoutExpired(["dbtasks", *args], timeout)
+            time.sleep(0.005)
+        code = os.waitstatus_to_exitcode(status)
+        return subprocess.CompletedProcess(["dbtasks", *args], code, paths[1].read_text(errors="replace"), paths[2].read_text(errors="replace"))
+
+
+def _child(args: list[str], cwd: Path, env: dict[str, str], paths: list[Path]) -> None:  # pragma: no cover
+    code = 1
+    try:
+        import gc
+        import logging
+
+        write = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        for fd, path, mode in ((0, paths[0], os.O_RDONLY), (1, paths[1], write), (2, paths[2], write)):
+            opened = os.open(path, mode, 0o600)
+            os.dup2(opened, fd)
+            os.close(opened)
+        sys.stdin = open(0, "r", closefd=False)
+        sys.stdout = open(1, "w", closefd=False)
+        sys.stderr = open(2, "w", closefd=False)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        sys.path[:] = BASE_SYS_PATH
+        for name, module in list(sys.modules.items()):
+            file = getattr(module, "__file__", None)
+            if file and not file.startswith(_LIBRARY_DIRS):
+                del sys.modules[name]  # the projects' models, env.py helpers, the tests themselves
+        gc.collect()
+        logging.root.handlers.clear()
+        from dbtasks.cli import main
+
+        try:
+            main(args)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # noqa: BLE001 - report as a crashed process would
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+        os._exit(code)
 
 
 def run_make(target: str, cwd: Path, *assignments: str, input: str | None = None, **extra: str) -> subprocess.CompletedProcess:

@@ -74,7 +74,7 @@ def test_each_recipe_calls_the_verb_of_its_row(recipe):
 def test_each_verb_exists_and_each_function_is_real(recipe):
     row = ROWS[recipe]
     verb = next(w for w in row.words if not w.startswith("-") and w != "prod")
-    assert verb in cli.commands, verb
+    assert cli.get_command(None, verb) is not None, verb
     module, _, attr = row.function.rpartition(".")
     assert callable(getattr(importlib.import_module(f"dbtasks.{module}"), attr)), row.function
 
@@ -83,7 +83,7 @@ def test_every_registered_check_has_recipes_a_verb_and_a_readme_row():
     readme = (REPO / "README.md").read_text()
     for check in registry():
         assert check.recipe in make_recipes() and check.recipe in just_recipes(), check.name
-        assert check.verb in cli.commands, check.name
+        assert cli.get_command(None, check.verb) is not None, check.name
         assert f"| `{check.recipe}`" in readme, f"README has no row for {check.recipe}"
         assert check.help and check.description, check.name
 

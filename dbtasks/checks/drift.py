@@ -41,8 +41,11 @@ def compare(workspace: Workspace, url: URL) -> list[ops.MigrateOperation]:
         branch_label=None, version_path=None, rev_id=None, depends_on=None,
     )
     context = autogenerate.RevisionContext(workspace.config, workspace.script, command_args)
+    targets = workspace.target_metadata = []
 
     def collect(rev, migration_context):
+        metadata = migration_context.opts.get("target_metadata")
+        targets.extend(metadata if isinstance(metadata, (list, tuple)) else [metadata] if metadata is not None else [])
         context.run_autogenerate(rev, migration_context)
         return []
 
@@ -55,8 +58,8 @@ def compare(workspace: Workspace, url: URL) -> list[ops.MigrateOperation]:
     return found
 
 
-def model_of(table: str | None, schema: str | None = None) -> tuple[str, str, int | None] | None:
-    """(class name, source file, line) of the mapped class whose table is ``table``, when one is loaded."""
+def model_of(table: str | None, schema: str | None = None, metadata: list | None = None) -> tuple[str, str, int | None] | None:
+    """(class name, source file, line) of the mapped class of env.py's ``target_metadata`` whose table is ``table``."""
     if not table:
         return None
     try:
@@ -68,6 +71,8 @@ def model_of(table: str | None, schema: str | None = None) -> tuple[str, str, in
     for registry in registries:
         for mapper in list(registry.mappers):
             local = mapper.local_table
+            if metadata and not any(getattr(local, "metadata", None) is m for m in metadata):
+                continue
             if getattr(local, "name", None) == table and getattr(local, "schema", None) in (schema, None):
                 cls = mapper.class_
                 try:
@@ -89,7 +94,7 @@ def run(workspace: Workspace) -> CheckResult:
     result = CheckResult(NAME)
     operations = compare(workspace, workspace.database_at_head())
     for op in operations:
-        model = model_of(getattr(op, "table_name", None), getattr(op, "schema", None))
+        model = model_of(getattr(op, "table_name", None), getattr(op, "schema", None), workspace.target_metadata)
         where = f" (model {model[0]})" if model else ""
         result.findings.append(Finding(
             NAME, "model-drift", f"the models differ from the migrations{where}: {_render(op)}",

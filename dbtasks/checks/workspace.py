@@ -41,7 +41,8 @@ class Workspace:
         self._stack = contextlib.ExitStack()
         self.at_head: URL | None = None  # a scratch database a check left at head, for the next one
         self.redirected: list[str] = []
-        self.env_failed: str | None = None  # the check during which env.py failed  # databases env.py asked for and was given a scratch database instead
+        self.env_failed: str | None = None  # the check during which env.py failed
+        self.target_metadata: list = []  # env.py's target_metadata, as drift saw it  # databases env.py asked for and was given a scratch database instead
         self._home: Settings | None = None
 
     def __enter__(self) -> "Workspace":
