@@ -528,6 +528,12 @@ class _Bars:
         self.close()
 
 
+def _with_bars(verb: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Call a library verb with a ``progress`` callback drawn as progress bars."""
+    with _Bars() as bars:
+        return verb(*args, progress=bars, **kwargs)
+
+
 def _human_size(n: float) -> str:
     """Bytes for a person: 812 B, 4.2 kB, 1.3 MB."""
     for unit in ("B", "kB", "MB", "GB"):
@@ -551,8 +557,7 @@ def dump_db_cmd(c: Ctx) -> None:
     from dbtasks.data.dump import dump_db
 
     s = c.settings
-    with _Bars() as bars:
-        r = dump_db(s, s.file, s.dump_format, s.jobs, progress=bars)
+    r = _with_bars(dump_db, s, s.file, s.dump_format, s.jobs)
     echo(f"dumped {s.database_name} to {shown_path(r.path)} ({r.format} format, {_human_size(r.size)}, {r.tables} tables, revision {r.revision or 'none'}, {r.seconds:.1f}s)")
     echo(f"server PostgreSQL {r.server_version}, pg_dump {r.pg_dump}" + (f"; rows left out: {', '.join(r.excluded)}" if r.excluded else ""))
 
@@ -569,8 +574,7 @@ def restore_db_cmd(c: Ctx) -> None:
     from dbtasks.data.restore import restore_db
 
     s = c.settings
-    with _Bars() as bars:
-        r = restore_db(s, s.file, s.jobs, s.restore_owner, s.confirm, _ask(), progress=bars, force=s.force, ask_sessions=_ask_yes(), say=_say)
+    r = _with_bars(restore_db, s, s.file, s.jobs, s.restore_owner, s.confirm, _ask(), force=s.force, ask_sessions=_ask_yes(), say=_say)
     _print_restore(r)
 
 
@@ -594,8 +598,7 @@ def dump_and_restore_cmd(c: Ctx, keep_dump: bool) -> None:
     from dbtasks.data.restore import dump_and_restore
 
     s = c.settings
-    with _Bars() as bars:
-        r = dump_and_restore(s, s.source or "", s.mode, s.jobs, s.restore_owner, keep_dump, progress=bars)
+    r = _with_bars(dump_and_restore, s, s.source or "", s.mode, s.jobs, s.restore_owner, keep_dump)
     if r.dump is not None:
         echo(f"dumped {s.source} to {shown_path(r.dump.path)} ({_human_size(r.dump.size)})" + ("" if keep_dump else ", removed after the restore"))
     _print_restore(r)
@@ -610,8 +613,7 @@ def backup_db_cmd(c: Ctx) -> None:
     from dbtasks.data.backup import backup_db
 
     s = c.settings
-    with _Bars() as bars:
-        r = backup_db(s, None, s.keep, progress=bars)
+    r = _with_bars(backup_db, s, None, s.keep)
     echo(f"backup {shown_path(r.dump.path)} ({_human_size(r.dump.size)}, verified: {r.entries} entries)")
     for path in r.deleted:
         echo(f"deleted old backup {shown_path(path)}")
@@ -633,8 +635,7 @@ def run_script_cmd(c: Ctx) -> None:
     from dbtasks.data.scripts import run_script
 
     s = c.settings
-    with _Bars() as bars:
-        r = run_script(s, s.script, s.confirm, _ask(), progress=bars, dry_run=s.dry_run)
+    r = _with_bars(run_script, s, s.script, s.confirm, _ask(), dry_run=s.dry_run)
     if r.result is not None:
         echo(str(r.result))
     echo(f"{'dry run of ' if s.dry_run else 'ran '}{shown_path(r.path)} on {s.database_name} in {r.seconds:.1f}s")
@@ -652,8 +653,7 @@ def cleanup_cmd(c: Ctx) -> None:
     from dbtasks.data.cleanup import cleanup
 
     s = c.settings
-    with _Bars() as bars:
-        r = cleanup(s, s.older_than, s.apply, confirm=s.confirm, ask=_ask(), progress=bars, all_rows=s.all_rows)
+    r = _with_bars(cleanup, s, s.older_than, s.apply, confirm=s.confirm, ask=_ask(), all_rows=s.all_rows)
     for step in r.steps:
         cutoff = r.cutoffs.get(step.table)
         when = f"; cutoff {cutoff:%Y-%m-%d %H:%M:%S %Z}".rstrip() if cutoff else ""

@@ -37,7 +37,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from dotenv import dotenv_values
 from sqlalchemy.engine import URL, make_url
@@ -92,11 +92,20 @@ def parse_int(value: Any) -> int:
     return int(str(value).strip())
 
 
-def parse_positive_int(value: Any) -> int:
-    number = parse_int(value)
-    if number < 1:
-        raise ValueError(f"{value!r} is not a positive number")
-    return number
+def at_least(minimum: int) -> Callable[[Any], int]:
+    """A whole number of ``minimum`` or more."""
+
+    def parse(value: Any) -> int:
+        number = parse_int(value)
+        if number < minimum:
+            raise ValueError(f"{value!r} is less than {minimum}")
+        return number
+
+    return parse
+
+
+parse_positive_int = at_least(1)
+parse_nonnegative_int = at_least(0)
 
 
 def parse_port(value: Any) -> int:
@@ -107,13 +116,6 @@ def parse_port(value: Any) -> int:
         raise ValueError(f"{value!r} is not a TCP port (1..65535)") from None
     if not 1 <= number <= 65535:
         raise ValueError(f"{value!r} is not a TCP port (1..65535)")
-    return number
-
-
-def parse_nonnegative_int(value: Any) -> int:
-    number = parse_int(value)
-    if number < 0:
-        raise ValueError(f"{value!r} is negative")
     return number
 
 
@@ -437,6 +439,25 @@ def parse_url(text: str, origin: str = "DATABASE_URL") -> URL:
         url = url.set(drivername="postgresql+psycopg2")
     register_secret(url.password, url.username)
     return url
+
+
+@contextlib.contextmanager
+def environment(**values: str | None) -> Iterator[None]:
+    """Set (or, with None, remove) environment variables of this process while the block runs."""
+    saved = {key: os.environ.get(key) for key in values}
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def shown_path(path: str | Path, base: Path | None = None) -> str:

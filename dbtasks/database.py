@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from dbtasks import names
-from dbtasks.config import Settings
+from dbtasks.config import Settings, environment
 from dbtasks.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -103,14 +103,8 @@ def session_environment(settings: Settings) -> Iterator[str]:
 
     before = os.environ.get("PGOPTIONS")
     options = ((before + " ") if before else "") + session_options(settings)
-    os.environ["PGOPTIONS"] = options
-    try:
+    with environment(PGOPTIONS=options):
         yield options
-    finally:
-        if before is None:
-            os.environ.pop("PGOPTIONS", None)
-        else:
-            os.environ["PGOPTIONS"] = before
 
 
 @contextlib.contextmanager

@@ -50,7 +50,7 @@ from urllib.parse import unquote, urlparse
 
 from sqlalchemy.engine import URL, Connection
 
-from dbtasks.config import Settings
+from dbtasks.config import Settings, environment
 from dbtasks.database import describe
 from dbtasks.errors import DbtasksError
 
@@ -228,23 +228,12 @@ def sandbox(settings: Settings, url: URL, quiet: bool = True) -> Iterator[Report
     box = _Sandbox(url, settings.envpy_allowed_hosts)
     scratch_text = env_url(settings, url).render_as_string(hide_password=False)
     with contextlib.ExitStack() as stack:
-        saved = {k: os.environ.get(k) for k in ("DATABASE_URL", *LIBPQ_VARIABLES)}
-
-        def restore() -> None:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
-        stack.callback(restore)
-        for key in LIBPQ_VARIABLES:
-            os.environ.pop(key, None)
-        os.environ.update(DATABASE_URL=scratch_text, PGHOST=box.host, PGPORT=str(box.port), PGDATABASE=url.database or "")
-        if url.username:
-            os.environ["PGUSER"] = url.username
-        if url.password:
-            os.environ["PGPASSWORD"] = str(url.password)
+        variables: dict[str, str | None] = dict.fromkeys(LIBPQ_VARIABLES)
+        variables.update(
+            DATABASE_URL=scratch_text, PGHOST=box.host, PGPORT=str(box.port), PGDATABASE=url.database or "",
+            PGUSER=url.username or None, PGPASSWORD=str(url.password) if url.password else None,
+        )
+        stack.enter_context(environment(**variables))
         for module_name in ("psycopg2", "psycopg"):
             module = sys.modules.get(module_name) or _maybe_import(module_name)
             if module is not None:

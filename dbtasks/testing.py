@@ -25,7 +25,7 @@ from typing import Iterator
 import pytest
 from sqlalchemy.engine import URL
 
-from dbtasks.config import load_settings, parse_url
+from dbtasks.config import load_settings, parse_url, environment
 from dbtasks.database import create_database, drop_database, prepare_scratch, scratch_name
 
 
@@ -83,14 +83,8 @@ def dbtasks_server_url() -> Iterator[URL]:
     """
     with given_or_throwaway(os.environ.get("TEST_DATABASE_URL")) as url:
         before = os.environ.get("DBTASKS_DEV_DATABASES")
-        os.environ["DBTASKS_DEV_DATABASES"] = ",".join(filter(None, [before, dev_server_entry(url)]))
-        try:
+        with environment(DBTASKS_DEV_DATABASES=",".join(filter(None, [before, dev_server_entry(url)]))):
             yield url
-        finally:
-            if before is None:
-                os.environ.pop("DBTASKS_DEV_DATABASES", None)
-            else:
-                os.environ["DBTASKS_DEV_DATABASES"] = before
 
 
 @pytest.fixture(scope="session")
