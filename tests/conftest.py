@@ -35,9 +35,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the warm dbtasks of run_make and run_just (tests/forkserver.py), if this process started one."""
+    from .forkserver import stop
+
+    stop()
+
+
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """Work stealing instead of xdist's default fixed chunks, unless --dist names another mode."""
+    """Work stealing in place of xdist's default ``load`` mode (fixed chunks); any other --dist mode is kept."""
     if config.getvalue("dist") == "load":
         from xdist.scheduler import WorkStealingScheduling
 
@@ -107,17 +114,22 @@ def run(args, cwd: Path, input: str | None = None, timeout: float = 300, **extra
         return subprocess.CompletedProcess(["dbtasks", *args], code, paths[1].read_text(errors="replace"), paths[2].read_text(errors="replace"))
 
 
-def _child(args: list[str], cwd: Path, env: dict[str, str], paths: list[Path]) -> None:  # pragma: no cover
+def _child(args: list[str], cwd: Path, env: dict[str, str], paths: list[Path] | None = None, fds: list[int] | None = None) -> None:  # pragma: no cover
+    """Run the CLI in this forked process with stdin, stdout, stderr from ``paths`` (or the descriptors ``fds``); never returns."""
     code = 1
     try:
         import gc
         import logging
 
-        write = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        for fd, path, mode in ((0, paths[0], os.O_RDONLY), (1, paths[1], write), (2, paths[2], write)):
-            opened = os.open(path, mode, 0o600)
-            os.dup2(opened, fd)
-            os.close(opened)
+        if fds is not None:
+            for target, fd in zip((0, 1, 2), fds):
+                os.dup2(fd, target)
+        else:
+            write = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+            for fd, path, mode in ((0, paths[0], os.O_RDONLY), (1, paths[1], write), (2, paths[2], write)):
+                opened = os.open(path, mode, 0o600)
+                os.dup2(opened, fd)
+                os.close(opened)
         sys.stdin = open(0, "r", closefd=False)
         sys.stdout = open(1, "w", closefd=False)
         sys.stderr = open(2, "w", closefd=False)
@@ -152,16 +164,26 @@ def _child(args: list[str], cwd: Path, env: dict[str, str], paths: list[Path]) -
         os._exit(code)
 
 
+def recipe_program() -> str:
+    """The dbtasks that make and just run: the installed program with DBTASKS_TEST_EXEC=1,
+    else a client of a warm process of this session (tests/forkserver.py)."""
+    if os.environ.get("DBTASKS_TEST_EXEC"):
+        return DBTASKS
+    from .forkserver import program
+
+    return program()
+
+
 def run_make(target: str, cwd: Path, *assignments: str, input: str | None = None, **extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["make", "-s", "--no-print-directory", target, f"DBTASKS={DBTASKS}", *assignments],
+        ["make", "-s", "--no-print-directory", target, f"DBTASKS={recipe_program()}", *assignments],
         cwd=cwd, env=clean_env(**extra), capture_output=True, text=True, input=input, timeout=300,
     )
 
 
 def run_just(args, cwd: Path, input: str | None = None, **extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [JUST, f"dbtasks={DBTASKS}", *args],
+        [JUST, f"dbtasks={recipe_program()}", *args],
         cwd=cwd, env=clean_env(**extra), capture_output=True, text=True, input=input, timeout=300,
     )
 

@@ -309,6 +309,12 @@ def test_make_missing_message_is_one_line_exit_2(project, empty_database):
     proc = run_make("db-migrate-create", project, DATABASE_URL=url_str(empty_database))
     assert proc.returncode == 2
     assert "MIGRATE_MSG is empty" in proc.stderr and "Traceback" not in proc.stderr
+    # the same through the installed program itself (the other make tests use a warm copy of it)
+    real = subprocess.run(
+        ["make", "-s", "--no-print-directory", "db-migrate-create", f"DBTASKS={DBTASKS}"],
+        cwd=project, env=clean_env(DATABASE_URL=url_str(empty_database)), capture_output=True, text=True, timeout=300,
+    )
+    assert (real.returncode, real.stdout, real.stderr) == (proc.returncode, proc.stdout, proc.stderr)
 
 
 @pytest.mark.slow
