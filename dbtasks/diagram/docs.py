@@ -57,7 +57,7 @@ def source_database(settings: Settings, from_database: bool = False) -> Iterator
     # A protected target's server never gets a scratch database: the local server or TEST_DATABASE_URL does.
     home = scratch_home(settings, "the docs' scratch database")
     # template0, not template1: whatever a machine added to template1 must not show up in the docs
-    with scratch(home, "template0", "dbtasks_docs", why="the docs are drawn from a scratch database (or pass --from-database)") as url:
+    with scratch(home, "template0", "dbtasks_docs", why="the docs are drawn from a scratch database (or set FROM_DATABASE=1, --from-database)") as url:
         upgrade_scratch(settings, url, "head")
         yield url
 
@@ -113,7 +113,7 @@ class RegenerateResult:
 def output_dir(settings: Settings, options: DocsOptions) -> Path:
     path = settings.path(options.output_dir)
     if path.exists() and not path.is_dir():
-        raise UsageError(f"the diagram output directory {path} is a file", "pass --output-dir with a directory")
+        raise UsageError(f"the diagram output directory {path} is a file", "point DBTASKS_DOCS_DIR (--output-dir) at a directory")
     return path
 
 
@@ -148,7 +148,7 @@ def regenerate_db_diagram(settings: Settings, options: DocsOptions | None = None
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"cannot create {directory}: {exc.strerror}", "pass --output-dir with a writable directory") from None
+        raise UsageError(f"cannot create {directory}: {exc.strerror}", "point DBTASKS_DOCS_DIR (--output-dir) at a writable directory") from None
     written = []
     for name in (DIAGRAM_FILE, SCHEMA_FILE):
         path = directory / name
