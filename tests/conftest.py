@@ -226,6 +226,13 @@ def copy_project(dest: Path) -> Path:
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
         elif src.exists():
             shutil.copy2(src, dest / name)
+    # The copies include the recipes dbtasks ships from the kit itself (no dbtasks/ directory in
+    # the copy, which would shadow the package for `python -m dbtasks`).
+    share = REPO / "dbtasks" / "share"
+    for name, old in (("Makefile", "$(dir $(lastword $(MAKEFILE_LIST)))dbtasks/share/"), ("justfile", "'dbtasks/share/")):
+        text = (dest / name).read_text()
+        assert old in text, name
+        (dest / name).write_text(text.replace(old, f"{share}/" if name == "Makefile" else f"'{share}/"))
     # A stand-in venv marker so `make init` does not reinstall into the test's venv.
     (dest / ".venv").mkdir(exist_ok=True)
     (dest / ".venv" / ".installed").touch()

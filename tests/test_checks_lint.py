@@ -145,7 +145,7 @@ def test_made_with_make_and_just(tmp_path):
     program = recipe_program()
     for cmd, code in (
         (["make", "--no-print-directory", "-f", str(REPO / "Makefile"), "db-lint-migrations", f"DBTASKS={program}", "ALL=1", "FORMAT=json"], 2),
-        ([JUST, "--justfile", str(REPO / "justfile"), "--working-directory", str(project), f"dbtasks={program}", "db-lint-migrations", "", "1", "json"], 1),
+        ([JUST, "--justfile", str(REPO / "justfile"), "--working-directory", str(project), f"dbtasks={program}", "ALL=1", "FORMAT=json", "db-lint-migrations"], 1),
     ):
         proc = subprocess.run(cmd, cwd=project, env=clean_env(**NO_SERVER), capture_output=True, text=True)
         assert proc.returncode == code, (cmd, proc.stdout, proc.stderr)  # make says 2 for any failed recipe

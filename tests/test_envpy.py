@@ -125,7 +125,8 @@ def test_every_env_py_gets_the_same_verdicts_and_the_real_database_is_untouched(
 
 def test_make_check_leaves_the_database_of_DATABASE_URL_byte_for_byte_unchanged(real_database, tmp_path):
     project = corpus(tmp_path, "database_url", broken=True)
-    shutil.copy(REPO / "Makefile", project / "Makefile")
+    shutil.copy(REPO / "dbtasks" / "share" / "dbtasks.mk", project / "dbtasks.mk")  # as `dbtasks adopt` does
+    (project / "Makefile").write_text("include dbtasks.mk\n")
     before = fingerprint(real_database)
     proc = run_make("check", project, DBTASKS_ALL="1", **environment("database_url", real_database))
     assert proc.returncode != 0 and "model-drift" in proc.stdout, proc.stdout + proc.stderr

@@ -22,9 +22,17 @@ registry()  # the checks register their recipes
 ROWS = {row.recipe: row for row in names.rows()}
 
 
+# The kit's Makefile and justfile hold its setup recipes and include the shipped ones.
+FILES = {"Makefile": ("Makefile", "dbtasks/share/dbtasks.mk"), "justfile": ("justfile", "dbtasks/share/dbtasks.just")}
+
+
+def text_of(kind: str) -> str:
+    return "\n".join((REPO / path).read_text() for path in FILES[kind])
+
+
 def make_recipes() -> dict[str, str]:
     out = {}
-    for line in (REPO / "Makefile").read_text().splitlines():
+    for line in text_of("Makefile").splitlines():
         m = re.match(r"^([a-zA-Z0-9_-]+):.*## (.*)$", line)
         if m:
             out[m[1]] = m[2]
@@ -32,7 +40,7 @@ def make_recipes() -> dict[str, str]:
 
 
 def just_recipes() -> dict[str, str]:
-    lines = (REPO / "justfile").read_text().splitlines()
+    lines = text_of("justfile").splitlines()
     out = {}
     for i, line in enumerate(lines):
         m = re.match(r"^([a-zA-Z0-9_-]+)(\s[^:]*)?:(\s.*)?$", line)
@@ -42,8 +50,8 @@ def just_recipes() -> dict[str, str]:
 
 
 def recipe_body(path: str, recipe: str) -> str:
-    lines = (REPO / path).read_text().splitlines()
-    start = next(i for i, line in enumerate(lines) if re.match(rf"^{re.escape(recipe)}(\s[^:]*)?:", line))
+    lines = text_of(path).splitlines()
+    start = [i for i, line in enumerate(lines) if re.match(rf"^{re.escape(recipe)}(\s[^:]*)?:", line)][-1]  # the kit's own wins
     body = []
     for line in lines[start + 1:]:
         if not line.startswith(("\t", "    ")):
@@ -97,8 +105,8 @@ def test_readme_tables_are_generated_from_the_declarations():
 
 def test_every_recipe_variable_reaches_dbtasks_from_make_and_just():
     """A setting carried by a make variable is exported by the Makefile and passed by the justfile."""
-    makefile = (REPO / "Makefile").read_text()
-    justfile = (REPO / "justfile").read_text()
+    makefile = text_of("Makefile")
+    justfile = text_of("justfile")
     for s in SETTINGS:
         if not (s.make or s.is_argument):
             continue
@@ -106,7 +114,7 @@ def test_every_recipe_variable_reaches_dbtasks_from_make_and_just():
         if carrier not in makefile:
             continue  # a CLI-only argument (no recipe passes it)
         assert re.search(rf"export [^\n]*\b{s.variable}\b", makefile), (s.name, "Makefile")
-        assert re.search(rf"\${s.variable}\b|export {s.variable}\b", justfile), (s.name, "justfile")
+        assert re.search(rf"\${s.variable}\b|export {s.variable}\b|\b{s.variable}=\"\$", justfile), (s.name, "justfile")
 
 
 # -- remedies follow the runner ---------------------------------------------------

@@ -25,7 +25,7 @@ SETUP_ONLY = {"help", "install", "test"}  # no dbtasks verb behind them
 
 
 def make_recipes() -> dict[str, str]:
-    text = (REPO / "Makefile").read_text()
+    text = (REPO / "Makefile").read_text() + (REPO / "dbtasks/share/dbtasks.mk").read_text()
     return dict(re.findall(r"^([a-zA-Z0-9_-]+):[^\n#]*## (.+)$", text, re.M))
 
 
