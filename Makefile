@@ -27,3 +27,6 @@ init: install
 
 test: install ## Run the test suite in parallel (starts its own throwaway PostgreSQL)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+dist: install ## Build a wheel and an sdist of dbtasks into dist/ (pipx install dist/dbtasks-*.whl)
+	$(VENV)/bin/python -m build --no-isolation --outdir dist .

@@ -29,3 +29,7 @@ init: install
 # Run the test suite in parallel (starts its own throwaway PostgreSQL)
 test: install
     {{venv}}/bin/pytest {{pytest_args}}
+
+# Build a wheel and an sdist of dbtasks into dist/ (pipx install dist/dbtasks-*.whl)
+dist: install
+    {{venv}}/bin/python -m build --no-isolation --outdir dist .

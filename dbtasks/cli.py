@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import sys
-import time
 from typing import Any, Callable
 
 import click
@@ -44,7 +43,12 @@ def _install_log_redaction() -> None:
 
 
 def echo(text: str = "", err: bool = False) -> None:
-    click.echo(redact(text), err=err)
+    """Print one line, password redacted; a leading ``error:``/``warning:``/``note:`` is coloured
+    when that stream gets colour (a terminal, no NO_COLOR; see :func:`dbtasks.formatting.colour_enabled`)."""
+    from dbtasks.formatting import colour_enabled, style_prefix
+
+    stream = sys.stderr if err else sys.stdout
+    click.echo(style_prefix(redact(text), stream), err=err, color=colour_enabled(stream))
 
 
 def _say(text: str) -> None:
@@ -193,6 +197,54 @@ def settings_cmd(c: Ctx) -> None:
         echo(f"{name:<{widths[0]}}  {value:<{widths[1]}}  {source:<{widths[2]}}  {variable}".rstrip())
 
 
+@cli.command()
+@click.option("-y", "--yes", is_flag=True, help="Apply the changes without asking.")
+@click.option("--dry-run", is_flag=True, help="Only show what would change.")
+@pass_ctx
+def adopt(c: Ctx, yes: bool, dry_run: bool) -> None:
+    """Set dbtasks up in this Alembic project: recipes, revision hook, [tool.dbtasks], .gitignore.
+
+    Writes dbtasks.mk and dbtasks.just (included from the Makefile and the
+    justfile, created when missing), adds the post-write hook and a
+    date-named file_template to alembic.ini, db_name to [tool.dbtasks] in
+    pyproject.toml and data/, dumps/, backups/ to .gitignore. Shows the
+    changes and asks first (--yes: apply, --dry-run: only show). Never
+    overwrites a file of yours; running it again changes nothing.
+    """
+    from dbtasks import adopt as adopt_mod
+    from dbtasks.errors import UsageError
+
+    if yes and dry_run:
+        raise UsageError("--yes and --dry-run contradict each other", "pass one of them")
+    plan = adopt_mod.plan(os.getcwd(), c.overrides.get("alembic_ini"))
+    if not plan.changes:
+        echo(f"nothing to change: {plan.project_dir.name} has adopted dbtasks already")
+    else:
+        echo(f"dbtasks adopt {'would change' if dry_run else 'will change'} {len(plan.changes)} file(s) in {plan.project_dir.name}/:")
+        width = max(len(shown_path(ch.path, plan.project_dir)) for ch in plan.changes)
+        for ch in plan.changes:
+            echo(f"  {ch.action:<6} {shown_path(ch.path, plan.project_dir):<{width}}  {ch.summary}")
+    if plan.models:
+        echo(f"models: {plan.models} (env.py's target_metadata), compared with the migrations by db-migrate-create and check")
+    for note in plan.notes:
+        echo(f"note: {note}")
+    if not plan.changes:
+        return
+    if dry_run:
+        echo("dry run: nothing written")
+        return
+    if not yes:
+        ask = _ask_yes()
+        if ask is None:
+            raise UsageError("dbtasks adopt asks before it changes files and no one is at a terminal; nothing was changed", "pass --yes to apply, or --dry-run to only show the changes")
+        if not ask("Apply these changes?"):
+            raise click.Abort()
+    adopt_mod.apply(plan)
+    echo(f"wrote {len(plan.changes)} file(s). Next:")
+    for command in plan.next_commands:
+        echo(f"  {command}")
+
+
 # -- server -------------------------------------------------------------------
 
 
@@ -212,6 +264,43 @@ def stop_db(c: Ctx) -> None:
     from dbtasks import server
 
     echo(server.stop_db(c.settings).describe())
+
+
+@cli.command("create-db")
+@pass_ctx
+def create_db(c: Ctx) -> None:
+    """Create the configured database if it does not exist (idempotent).
+
+    Works on any server the role may create databases on (DATABASE_URL,
+    --env, docker or the local server): the CREATE DATABASE goes over the
+    `postgres` maintenance database with the same credentials (else
+    `template1`). A role without CREATEDB gets one line saying so.
+    """
+    from dbtasks import server
+
+    echo(server.create_db(c.settings).describe())
+
+
+@cli.command("wait-db")
+@setting_option("wait_timeout", "--timeout", type=click.IntRange(min=1), metavar="SECONDS")
+@pass_ctx
+def wait_db(c: Ctx) -> None:
+    """Wait until the database accepts connections, up to a timeout (for entrypoints and CI).
+
+    A server that is not up yet is waited for; a missing database (run
+    create-db) or a refused password stops at once. Prints one line:
+    `waiting for host:port/db ... ready after 1.2 s`.
+    """
+    from dbtasks import server
+
+    s = c.settings
+    click.echo(f"waiting for {server.address(s.url)} ... ", nl=False)
+    try:
+        took = server.wait_db(s)
+    except DbtasksError:
+        click.echo("")
+        raise
+    echo(f"ready after {took:.1f} s")
 
 
 @cli.command("init-db")
@@ -234,7 +323,9 @@ def init(c: Ctx) -> None:
     result = lifecycle.init(c.settings)
     echo(result.server.describe())
     _print_migrate(result.migrate, "upgraded")
-    if result.seeded:
+    if result.seeded is None:
+        echo("note: no seed configured (DBTASKS_SEED / seed in [tool.dbtasks]); skipping demo data")
+    elif result.seeded:
         echo("seeded: " + ", ".join(f"{t} {n}" for t, n in result.seeded.items()))
     else:
         echo("seeded: demo data already present")
@@ -323,15 +414,17 @@ def _print_migrate(result, verb: str) -> None:
 
 
 def _print_status(st) -> None:
+    from dbtasks.formatting import style
+
     echo(f"database: {st.database}")
     echo(f"current:  {', '.join(st.current) or 'base (no migrations applied)'}")
     echo(f"head(s):  {', '.join(st.heads) or 'none'}")
     if st.pending:
-        echo(f"pending:  {len(st.pending)} revision(s), oldest first:")
+        echo(f"pending:  {style(f'{len(st.pending)} revision(s)', 'pending')}, oldest first:")
         for rev in st.pending:
             echo(f"  {rev.revision}  {rev.message}")
     else:
-        echo("pending:  none, up to date")
+        echo(f"pending:  none, {style('up to date', 'ok')}")
 
 
 @cli.command()
@@ -486,51 +579,12 @@ def format_revision(paths: tuple[str, ...]) -> None:
 # -- data: dump, restore, backup, backfill scripts, cleanup --------------------
 
 
-class _Bars:
-    """Draws a stream of :class:`dbtasks.data.tools.Progress` as one click progress bar per stage, on stderr."""
-
-    def __init__(self) -> None:
-        self.stage: str | None = None
-        self.bar = None
-        self.shown = 0
-        self.started = 0.0
-        self.unit = ""
-
-    def __call__(self, p) -> None:
-        if p.stage != self.stage:
-            self.close()
-            self.stage, self.shown, self.started, self.unit = p.stage, 0, time.monotonic(), p.unit
-            # No bar when stderr is not a terminal: logs and CI keep one line per error.
-            if p.total is None or not sys.stderr.isatty():
-                return
-            self.bar = click.progressbar(length=max(p.total, 1), label=p.stage, file=sys.stderr, show_eta=True, show_pos=True, width=30)
-            self.bar.__enter__()
-        if self.bar is None:
-            return
-        if p.total and p.total != self.bar.length:
-            self.bar.length = max(p.total, 1)
-        elapsed = time.monotonic() - self.started
-        rate = f" {p.done / elapsed:,.0f} {self.unit}/s" if elapsed > 0.5 and p.done else ""
-        self.bar.label = f"{p.stage}{rate}"
-        if p.done > self.shown:
-            self.bar.update(p.done - self.shown)
-            self.shown = p.done
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
-
-    def __enter__(self) -> "_Bars":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
 def _with_bars(verb: Callable, *args: Any, **kwargs: Any) -> Any:
-    """Call a library verb with a ``progress`` callback drawn as progress bars."""
-    with _Bars() as bars:
+    """Call a library verb with a ``progress`` callback drawn on stderr (:class:`dbtasks.formatting.ProgressLine`):
+    an updating line with rate and ETA at a terminal, a line every 10 s at most in logs."""
+    from dbtasks.formatting import ProgressLine
+
+    with ProgressLine(sys.stderr) as bars:
         return verb(*args, progress=bars, **kwargs)
 
 
@@ -558,7 +612,8 @@ def dump_db_cmd(c: Ctx) -> None:
 
     s = c.settings
     r = _with_bars(dump_db, s, s.file, s.dump_format, s.jobs)
-    echo(f"dumped {s.database_name} to {shown_path(r.path)} ({r.format} format, {_human_size(r.size)}, {r.tables} tables, revision {r.revision or 'none'}, {r.seconds:.1f}s)")
+    data = f", {_human_size(r.data_bytes)} of table data" if r.data_bytes is not None else ""
+    echo(f"dumped {s.database_name} to {shown_path(r.path)} ({r.format} format, {_human_size(r.size)}, {r.tables} tables{data}, revision {r.revision or 'none'}, {r.seconds:.1f}s)")
     echo(f"server PostgreSQL {r.server_version}, pg_dump {r.pg_dump}" + (f"; rows left out: {', '.join(r.excluded)}" if r.excluded else ""))
 
 
@@ -583,7 +638,8 @@ def _print_restore(r) -> None:
         echo(f"removed {name}, left over by an interrupted restore")
     how = "replaced" if r.replaced else "created"
     extra = f", schema from migrations at {r.revision}, upgraded to head" if r.mode == "schema" else ""
-    echo(f"{how} database {r.database} from {shown_path(r.file)} ({r.tables} tables{extra}, {r.seconds:.1f}s)")
+    data = f", {_human_size(r.data_bytes)} of table data" if r.data_bytes is not None else ""
+    echo(f"{how} database {r.database} from {shown_path(r.file)} ({r.tables} tables{data}{extra}, {r.seconds:.1f}s)")
 
 
 @cli.command("dump-and-restore")
@@ -696,6 +752,15 @@ def regenerate_db_diagram_cmd(c: Ctx) -> None:
     read from pg_catalog; schema.sql is a normalized pg_dump --schema-only.
     The output is sorted and free of timestamps: running it twice gives the
     same bytes. diagram.svg needs Graphviz (apt-get install graphviz).
+
+    The project's README.md gets the diagram too when it marks a place for
+    it with these two lines: what is between them becomes diagram.mmd in a
+    ```mermaid block, and nothing else in the README changes (no markers, no
+    change). check-db-docs reports a marked block that is stale.
+
+    \b
+        <!-- dbtasks:diagram:begin -->
+        <!-- dbtasks:diagram:end -->
     """
     from dbtasks import diagram
 
@@ -728,7 +793,12 @@ def _finding_lines(finding) -> list[str]:
 
 
 def _report(results: list, fmt: str = "text", summary: bool = False) -> None:
-    """Print check results; exit 1 when any check failed or could not run."""
+    """Print check results; exit 1 when any check failed or could not run.
+
+    Verdicts are coloured at a terminal (ok green, FAILED red, not-run yellow).
+    """
+    from dbtasks.formatting import VERDICT_ROLES, style
+
     for result in results:  # notes on stderr, findings last on stdout, so nothing buries them
         for note in result.notes:
             echo(f"note: {result.check}: {note}", err=True)
@@ -747,19 +817,21 @@ def _report(results: list, fmt: str = "text", summary: bool = False) -> None:
             echo(f"{'check':<10} {'result':<8} {'errors':>6} {'warnings':>8} {'seconds':>8}")
             for r in results:
                 warnings = len(r.findings) - len(r.errors)
-                echo(f"{r.check:<10} {r.verdict:<8} {len(r.errors):>6} {warnings:>8} {r.seconds:>8.2f}" + (f"  ({r.skipped})" if r.skipped else ""))
+                verdict = style(f"{r.verdict:<8}", VERDICT_ROLES.get(r.verdict, ""))  # padded first: codes take no room
+                echo(f"{r.check:<10} {verdict} {len(r.errors):>6} {warnings:>8} {r.seconds:>8.2f}" + (f"  ({r.skipped})" if r.skipped else ""))
             failed = [r.check for r in results if not r.ok]
             errors = sum(len(r.errors) for r in results)
             warnings = sum(len(r.findings) for r in results) - errors
-            echo(f"{'FAILED: ' + ', '.join(failed) if failed else 'ok'}: {errors} error(s), {warnings} warning(s) in {sum(r.seconds for r in results):.1f}s")
+            verdict = style("FAILED: " + ", ".join(failed), "failed") if failed else style("ok", "ok")
+            echo(f"{verdict}: {errors} error(s), {warnings} warning(s) in {sum(r.seconds for r in results):.1f}s")
         else:
             for r in results:
                 if r.blocked:
-                    echo(f"{r.check}: not run ({r.skipped})")
+                    echo(f"{r.check}: {style('not run', 'not-run')} ({r.skipped})")
                 elif r.skipped:
-                    echo(f"{r.check}: skipped ({r.skipped})")
+                    echo(f"{r.check}: {style('skipped', 'skipped')} ({r.skipped})")
                 elif r.ok:
-                    echo(f"{r.check}: ok" + (f" ({len(r.findings)} warning(s))" if r.findings else ""))
+                    echo(f"{r.check}: {style('ok', 'ok')}" + (f" ({len(r.findings)} warning(s))" if r.findings else ""))
     if not all(r.ok for r in results):
         sys.exit(EXIT_FINDINGS)
 

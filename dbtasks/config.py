@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -210,6 +211,57 @@ def setting(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Derived:
+    """A default computed from the project (its name, its path), so no kit value reaches another project.
+
+    ``rule`` says how, for ``dbtasks settings`` and the README's table.
+    """
+
+    rule: str
+    compute: Callable[[Path], Any]
+
+    def __call__(self, project: Path) -> Any:
+        return self.compute(project)
+
+    def __str__(self) -> str:
+        return self.rule
+
+
+def project_name(project: Path) -> str:
+    """``[project] name`` of pyproject.toml (or ``[tool.poetry] name``), else the directory's name."""
+    try:
+        data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        data = {}
+    for table in (data.get("project"), data.get("tool", {}).get("poetry")):
+        name = table.get("name") if isinstance(table, dict) else None
+        if isinstance(name, str) and name.strip():
+            return name.strip()
+    return project.name
+
+
+def database_identifier(name: str) -> str:
+    """``My-Shop.API`` -> ``my_shop_api``: lower case letters, digits and _, at most 63 characters, no leading digit."""
+    text = re.sub(r"_+", "_", re.sub(r"[^a-z0-9_]+", "_", name.lower())).strip("_") or "db"
+    if text[0].isdigit():
+        text = "db_" + text
+    return text[:63].rstrip("_")
+
+
+# Local ports derived per project; 6545 is the kit's own (its pyproject.toml says so).
+DERIVED_PORTS = tuple(p for p in range(6500, 7000) if p != 6545)
+
+
+def derived_port(project: Path) -> int:
+    """A port of 6500-6999 (never 6545) from a hash of the project directory's resolved path: stable per clone."""
+    digest = hashlib.sha256(str(Path(project).resolve()).encode()).digest()
+    return DERIVED_PORTS[int.from_bytes(digest[:8], "big") % len(DERIVED_PORTS)]
+
+
+DERIVED_DB_NAME = Derived("the project's name as an identifier", lambda project: database_identifier(project_name(project)))
+DERIVED_PG_PORT = Derived("6500-6999, from the project's path", derived_port)
+
 PROTECTED_ENVS = ("prod", "production", "staging")
 
 # Style rules of squawk that say nothing about locking or data safety; the
@@ -241,19 +293,20 @@ class Settings:
     unattended_upgrade: bool = setting(False, "DBTASKS_UNATTENDED_UPGRADE", "Lets upgrade (forward only) run on a protected database without confirmation: for a container entrypoint.", parse_bool, argument=True, group="database")
     write: bool = setting(False, "WRITE", "db-shell: open a protected database writable (after typed confirmation).", parse_bool, argument=True, group="database")
     alembic_ini: str = setting("alembic.ini", "DBTASKS_ALEMBIC_INI", "The Alembic configuration file (-c/--config).", group="database")
-    seed: str = setting("app.seed:seed", "DBTASKS_SEED", "module:function that loads demo data (db-seed).", group="database")
+    seed: str | None = setting(None, "DBTASKS_SEED", "module:function that loads demo data (db-seed). Unset or empty: none, and init skips demo data.", group="database")
 
     # -- the server --------------------------------------------------------------------
     db_server: str | None = setting(None, "DB_SERVER", "local, docker or external. Unset: external when DATABASE_URL is set, else local.", one_of("local", "docker", "external"), group="server")
     pg_host: str = setting("127.0.0.1", "DBTASKS_PG_HOST", "Address the local or docker server listens on.", group="server")
-    pg_port: int = setting(6545, "DBTASKS_PG_PORT", "Port of the local or docker server.", parse_port, group="server")
+    pg_port: int = setting(DERIVED_PG_PORT, "DBTASKS_PG_PORT", "Port of the local or docker server. Unset: derived from the project directory's path (a hash into 6500-6999, never 6545), so two projects' servers never share a port.", parse_port, group="server")
     pg_data: str = setting("data/postgres/pgdata", "DBTASKS_PG_DATA", "Data directory of the local server.", group="server")
     pg_bin: str | None = setting(None, "PG_BIN", "Directory of PostgreSQL binaries. Unset: pg_config --bindir, else the pgserver wheel.", group="server")
     pg_user: str = setting("postgres", "DBTASKS_PG_USER", "Database superuser of the local or docker server.", group="server")
     pg_password: str = setting("postgres", "DBTASKS_PG_PASSWORD", "Password of that user (never printed).", group="server", secret=True)
-    db_name: str = setting("app", "DBTASKS_DB_NAME", "Database name on the local or docker server.", group="server")
+    db_name: str = setting(DERIVED_DB_NAME, "DBTASKS_DB_NAME", "Database name on the local or docker server. Unset: the project's name ([project] name in pyproject.toml, else its directory's name) in lower case, other characters as _.", group="server")
     server_user: str = setting("postgres", "DBTASKS_SERVER_USER", "OS user that runs the local server when dbtasks runs as root.", group="server")
     start_timeout: int = setting(30, "DBTASKS_START_TIMEOUT", "Seconds to wait for the server to accept connections.", parse_positive_int, group="server")
+    wait_timeout: int = setting(30, "DBTASKS_WAIT_TIMEOUT", "Seconds wait-db waits for the database to accept connections; wait-db --timeout on the command line.", parse_positive_int, group="server")
     compose_file: str = setting("docker-compose.yml", "DBTASKS_COMPOSE_FILE", "Compose file of the docker backend.", group="server")
     compose_service: str = setting("postgres", "DBTASKS_COMPOSE_SERVICE", "Service name of the database in the compose file.", group="server")
 
@@ -316,7 +369,8 @@ class Settings:
     all_rows: bool = setting(False, "ALL_ROWS", "Let db-cleanup delete every row of a table when its policy dooms them all.", parse_bool, argument=True, group="data")
     force: bool = setting(False, "FORCE", "restore-db: restore a dump at a revision this checkout does not have.", parse_bool, argument=True, group="data")
 
-    # Where each value came from: "flag", "environment", ".env", "pyproject", "default", or NAME_DATABASE_URL.
+    # Where each value came from: "flag", "environment", ".env", "pyproject", "default",
+    # "derived" (a default computed from the project: db_name, pg_port), or NAME_DATABASE_URL.
     sources: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     # -- derived values --------------------------------------------------
@@ -588,8 +642,12 @@ def load_settings(
             sources[s.name] = source
             break
         else:
-            values[s.name] = s.default
-            sources[s.name] = "default"
+            if isinstance(s.default, Derived):
+                values[s.name] = s.default(project)
+                sources[s.name] = "derived"
+            else:
+                values[s.name] = s.default
+                sources[s.name] = "default"
 
     env = values.get("env")
     if env:

@@ -35,6 +35,19 @@ from dbtasks.errors import (
 CONNECT_TIMEOUT = 5
 
 
+class DatabaseMissing(ServerError):
+    """The server answers, but the database the URL names does not exist (``create-db`` makes it)."""
+
+
+class ForeignServer(ServerError):
+    """In local mode, the server on the configured port is not this project's cluster."""
+
+
+# The mark a local cluster carries in its postgresql.conf: the project it belongs to
+# (a custom setting, readable by any role over any connection).
+PROJECT_MARK = "dbtasks.project"
+
+
 def describe(url: URL) -> str:
     """``user@host:port/db`` with no password, for messages."""
     return f"{url.username or ''}@{url.host or 'localhost'}:{url.port or 5432}/{url.database}"
@@ -68,7 +81,7 @@ def translate(exc: BaseException, url: URL, hint: str | None = None, origin: str
             f"check the password in {origin}",
         )
     if re.search(r'database "[^"]+" does not exist', text):
-        return ServerError(f"database {url.database!r} does not exist on {where}", start or f"create it, or fix {origin}")
+        return DatabaseMissing(f"database {url.database!r} does not exist on {where}", start or f"{names.run('create-db')}, or fix {origin}")
     if re.search(r'role "[^"]+" does not exist', text):
         return AuthenticationFailed(f"role {url.username!r} does not exist on {where}", f"fix the user in {origin}")
     if "invalid response to SSL negotiation" in text or "expected authentication request" in text or "unsupported frontend protocol" in text:
@@ -123,14 +136,83 @@ def connect(url: URL, hint: str | None = None, autocommit: bool = False, origin:
         engine.dispose()
 
 
-def connection(settings: Settings, autocommit: bool = False) -> contextlib.AbstractContextManager[Connection]:
+@contextlib.contextmanager
+def connection(settings: Settings, autocommit: bool = False) -> Iterator[Connection]:
     """The door: one connection to the database the settings name.
 
     A database that does not answer gets the remedy this user can run
     (``make start-db``, ``just start-db`` or ``dbtasks start-db``), or, for an
-    external server, a pointer at the variable that named it.
+    external server, a pointer at the variable that named it. In local mode
+    the server must be this project's own cluster (:func:`check_local_owner`).
     """
-    return connect(settings.url, start_hint(settings), autocommit, settings.url_origin, session_options(settings))
+    stack = contextlib.ExitStack()
+    try:
+        conn = stack.enter_context(connect(settings.url, start_hint(settings), autocommit, settings.url_origin, session_options(settings)))
+    except DatabaseMissing:
+        # Another project's server lacks this project's database: say whose server it is, not "start-db".
+        if local_mode(settings):
+            try:
+                with connect(admin_url(settings.url)) as admin:
+                    check_local_owner(settings, admin)
+            except ForeignServer:
+                raise
+            except DbtasksError:
+                pass
+        raise
+    with stack:
+        check_local_owner(settings, conn)
+        yield conn
+
+
+def local_mode(settings: Settings) -> bool:
+    """True when the settings name the project's own local cluster (no DATABASE_URL, no ENV)."""
+    return settings.server_kind == "local" and not settings.database_url
+
+
+# (host, port, project) whose server was found to be the project's own, once per process.
+_OWNED: set[tuple[str, int, str]] = set()
+
+
+def pg_port_remedy(settings: Settings) -> str:
+    """How to give this project another port: the variable, the key, and the derived default."""
+    from dbtasks.config import derived_port
+
+    own = derived_port(settings.project_dir)
+    tail = f" (unset, it is {own}, derived from this project's path)" if own != settings.pg_port else ""
+    return f"set DBTASKS_PG_PORT or pg_port in [tool.dbtasks] to another port{tail}"
+
+
+def check_local_owner(settings: Settings, conn: Connection) -> None:
+    """In local mode, refuse a server on the configured port that is not this project's cluster.
+
+    Each local cluster carries :data:`PROJECT_MARK` (the project directory)
+    in its postgresql.conf, so one query tells whose it is: another
+    project's cluster, or a server dbtasks did not make (no mark), is refused
+    in one line, naming start-db, which marks this project's own running
+    cluster (one made by an older dbtasks, or whose clone moved). Asked once
+    per process and port.
+    """
+    if not local_mode(settings):
+        return
+    project = str(settings.project_dir)
+    key = (settings.pg_host, settings.pg_port, project)
+    if key in _OWNED:
+        return
+    mark = conn.execute(sa.text("select current_setting(:m, true)"), {"m": PROJECT_MARK}).scalar() or ""
+    if conn.in_transaction():
+        conn.rollback()  # leave the connection as the caller expects it: no transaction begun
+    if mark != project:
+        # Only start-db, which reads this project's own pid file, may (re)mark a cluster:
+        # one made by a dbtasks before the mark, or whose clone moved, is marked there.
+        where = f"port {settings.pg_port} on {settings.pg_host}"
+        own = f"; if it is this project's own server (made by an older dbtasks, or the clone moved), {names.run('start-db')} once marks it"
+        if mark:
+            raise ForeignServer(f"{where} is served by the local server of another project ({mark}), not this one", pg_port_remedy(settings) + own)
+        raise ForeignServer(
+            f"{where} is served by a PostgreSQL server that is not marked as this project's local cluster",
+            pg_port_remedy(settings) + ", or set DATABASE_URL to use that server" + own,
+        )
+    _OWNED.add(key)
 
 
 @contextlib.contextmanager
@@ -211,8 +293,8 @@ def scratch(settings: Settings, template: str | None = None, prefix: str = "dbta
     """
     url = settings.url
     name = scratch_name(prefix)
-    with connect(admin_url(url), start_hint(settings), origin=settings.url_origin):
-        pass  # a server that does not answer fails here, with the start hint
+    with connect(admin_url(url), start_hint(settings), origin=settings.url_origin) as conn:
+        check_local_owner(settings, conn)  # a server that does not answer fails above, with the start hint
     try:
         scratch = create_database(url, name, template=template)
     except DBAPIError as exc:

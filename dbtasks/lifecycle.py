@@ -14,7 +14,7 @@ from dbtasks.safety import guard, require_own_server
 class InitResult:
     server: server.ServerStatus
     migrate: migrations.MigrateResult
-    seeded: dict[str, int]
+    seeded: dict[str, int] | None  # None: no seed configured, demo data skipped
     status: migrations.Status
 
 
@@ -25,9 +25,13 @@ def init_db(settings: Settings) -> tuple[server.ServerStatus, migrations.Migrate
 
 
 def init(settings: Settings) -> InitResult:
-    """Everything a newcomer needs: start, migrate to head, load demo data, status."""
+    """Everything a newcomer needs: start, migrate to head, load demo data, status.
+
+    Without a seed configured (DBTASKS_SEED, seed in [tool.dbtasks]) the demo
+    data step is skipped (``seeded`` is None), so no project runs the kit's own.
+    """
     started, migrated = init_db(settings)
-    seeded = seed_mod.seed(settings)
+    seeded = seed_mod.seed(settings) if settings.seed else None
     return InitResult(started, migrated, seeded, migrations.status(settings))
 
 

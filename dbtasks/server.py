@@ -1,7 +1,11 @@
 """The database server: a local cluster, docker compose, or an external URL.
 
 ``DB_SERVER=local`` (the default) keeps a PostgreSQL cluster in
-``data/postgres/pgdata`` listening on 127.0.0.1:6545, run with ``pg_ctl``.
+``data/postgres/pgdata`` listening on 127.0.0.1 at the project's port
+(``pg_port``; by default derived from the project's path), run with ``pg_ctl``.
+The cluster carries the project it belongs to in its postgresql.conf
+(``dbtasks.project``), so a project never works on another project's server
+(:func:`dbtasks.database.check_local_owner`).
 Binaries come from ``PG_BIN``, else ``pg_config --bindir``, else the pgserver
 wheel's bundled PostgreSQL. PostgreSQL refuses to run as root, so when dbtasks
 runs as root the cluster belongs to, and runs as, an unprivileged OS user
@@ -35,8 +39,25 @@ from sqlalchemy.engine import URL
 from dbtasks import names
 from dbtasks.clients import has_server_binaries, pg_config_bindir, pgserver_bin_dir
 from dbtasks.config import Settings
-from dbtasks.database import admin_url, connect, create_database, database_exists, describe
+from dbtasks.database import (
+    PROJECT_MARK,
+    DatabaseMissing,
+    DatabaseNotRunning,
+    admin_url,
+    check_local_owner,
+    connect,
+    connection,
+    create_database,
+    database_exists,
+    describe,
+    pg_port_remedy,
+    quote_ident,
+    start_hint,
+)
+from sqlalchemy.exc import DBAPIError
+
 from dbtasks.errors import (
+    AuthenticationFailed,
     ConfigError,
     DbtasksError,
     PortInUse,
@@ -469,12 +490,45 @@ class LocalServer(Server):
                 "synchronous_commit = off\n"
                 "full_page_writes = off\n"
             )
+        self.write_mark()
+
+    # whose cluster -----------------------------------------------------------
+
+    def mark_line(self) -> str:
+        """The postgresql.conf line that says which project this cluster belongs to."""
+        value = str(self.settings.project_dir).replace("\\", "\\\\").replace("'", "''")
+        return f"{PROJECT_MARK} = '{value}'"
+
+    def write_mark(self) -> bool:
+        """Make postgresql.conf name this project (adopting a cluster made before the mark, or moved); True when it changed."""
+        conf = self.data_dir / "postgresql.conf"
+        lines = conf.read_text().splitlines()
+        wanted = self.mark_line()
+        ours = [line for line in lines if re.match(rf"\s*{re.escape(PROJECT_MARK)}\s*=", line)]
+        if ours == [wanted]:
+            return False
+        kept = [line for line in lines if line not in ours and line != "# the project this cluster belongs to (dbtasks)"]
+        # Rewritten in place, so the file keeps its owner (the server's OS user when we are root).
+        with conf.open("w") as fh:
+            fh.write("\n".join([*kept, "# the project this cluster belongs to (dbtasks)", wanted]) + "\n")
+        return True
+
+    def served_mark(self) -> str | None:
+        """The mark of the server answering on the configured port, or None when it cannot be asked."""
+        try:
+            with connect(admin_url(self.url), autocommit=True) as conn:
+                return conn.execute(sa.text("select current_setting(:m, true)"), {"m": PROJECT_MARK}).scalar() or ""
+        except DbtasksError:
+            return None
 
     def start(self) -> ServerStatus:
         if self.running_pid_port() is None and port_in_use(self.host, self.port):
+            mark = self.served_mark()
+            if mark and mark != str(self.settings.project_dir):
+                raise PortInUse(f"port {self.port} on {self.host} is already in use by the local server of another project ({mark})", pg_port_remedy(self.settings))
             raise PortInUse(
                 f"port {self.port} on {self.host} is already in use by another server",
-                "stop that server, or set DBTASKS_PG_PORT to a free port",
+                "stop that server, or set DBTASKS_PG_PORT (or pg_port in [tool.dbtasks]) to a free port",
             )
         created = False
         if not self.initialized():
@@ -489,8 +543,11 @@ class LocalServer(Server):
                     f"the local server in {self.data_dir} already runs on port {port}, not {self.port}",
                     f"{names.run('stop-db')}, then start it again",
                 )
+            if self.write_mark():
+                self.reload()
             ensure_database(self.url)
             return ServerStatus(self.kind, True, self.url, self._detail(f"already running, pid {pid}"))
+        self.write_mark()
         stale_note = self._move_stale_pid_file()
         # A fresh log per start, so a failure shows this start's lines only.
         self.log_file.write_text("")
@@ -512,6 +569,10 @@ class LocalServer(Server):
         if db_created:
             detail += f", created database {self.url.database}"
         return ServerStatus(self.kind, True, self.url, self._detail(detail, stale_note), changed=True)
+
+    def reload(self) -> None:
+        """Make the running server read postgresql.conf again (pg_ctl reload)."""
+        self._run([self.bin_dir / "pg_ctl", "reload", "-D", self.data_dir, "-s"], timeout=30)
 
     def _detail(self, *parts: str) -> str:
         """One line: what happened, and where the data is when it is not where configured."""
@@ -609,9 +670,21 @@ class ExternalServer(Server):
         )
 
     def start(self) -> ServerStatus:
-        # Nothing to start; say so, and make sure it answers so `make init` can go on.
-        wait_until_ready(self.url, 5)
-        return ServerStatus(self.kind, True, self.url, "external server, not managed by dbtasks; it is reachable")
+        """Nothing to start: make sure it answers so `make init` can go on, creating a missing database.
+
+        The database is created only on a server that is not a protected
+        environment: there a missing database more likely means a wrong URL,
+        so the user is told to run create-db if it should exist.
+        """
+        detail = "external server, not managed by dbtasks; it is reachable"
+        try:
+            wait_for(self.settings, 5)
+        except DatabaseMissing as exc:
+            if self.settings.is_protected:
+                raise DatabaseMissing(exc.message, f"{names.run('create-db', **_env_of(self.settings))} if it should exist, or fix {self.settings.url_origin}") from None
+            create_db(self.settings)
+            detail += f"; created database {self.url.database}"
+        return ServerStatus(self.kind, True, self.url, detail, changed="created" in detail)
 
     def stop(self) -> ServerStatus:
         raise self._not_ours("stop")
@@ -633,3 +706,127 @@ def start_db(settings: Settings) -> ServerStatus:
 def stop_db(settings: Settings) -> ServerStatus:
     """Stop the database server (idempotent)."""
     return get_server(settings).stop()
+
+
+# -- whose cluster, create-db, wait-db -----------------------------------------
+
+
+def _env_of(settings: Settings) -> dict[str, str]:
+    """``env=NAME`` for a remedy when an environment was chosen, so it names the same database."""
+    return {"env": settings.env} if settings.env else {}
+
+
+def address(url: URL) -> str:
+    """``host:port/dbname``, for progress lines."""
+    return f"{url.host or 'localhost'}:{url.port or 5432}/{url.database}"
+
+
+@dataclasses.dataclass
+class Creation:
+    """What create-db did."""
+
+    url: URL
+    created: bool
+
+    def describe(self) -> str:
+        where = f"{self.url.host or 'localhost'}:{self.url.port or 5432}"
+        if self.created:
+            return f"created database {self.url.database} on {where}"
+        return f"database {self.url.database} already exists on {where}; nothing to do"
+
+
+# SQLSTATEs: insufficient_privilege, duplicate_database.
+_NO_PRIVILEGE = "42501"
+_DUPLICATE_DATABASE = "42P04"
+
+
+def create_db(settings: Settings) -> Creation:
+    """Create the configured database if it does not exist (idempotent), on any server the role may create databases on.
+
+    Creating is not destructive, so a protected environment is no reason to
+    refuse; only the database the settings name (DATABASE_URL, ENV, or the
+    local/docker server's) is ever created. The CREATE DATABASE goes over a
+    connection to the ``postgres`` maintenance database with the same
+    credentials, else ``template1``. A role without CREATEDB gets one line
+    saying so.
+    """
+    url = settings.url
+    try:
+        with connection(settings):
+            return Creation(url, False)
+    except DatabaseMissing:
+        pass
+    stack, conn = _maintenance_connection(settings)
+    with stack:
+        check_local_owner(settings, conn)
+        try:
+            conn.execute(sa.text(f"CREATE DATABASE {quote_ident(url.database)}"))
+        except DBAPIError as exc:
+            code = getattr(exc.orig, "pgcode", None)
+            if code == _DUPLICATE_DATABASE:  # created meanwhile by someone else
+                return Creation(url, False)
+            if code == _NO_PRIVILEGE:
+                raise ServerError(
+                    f"role {url.username!r} may not create databases on {url.host or 'localhost'}:{url.port or 5432}, so database {url.database!r} cannot be created",
+                    f"grant it CREATEDB (ALTER ROLE {quote_ident(url.username or '')} CREATEDB), or have the database created by a role that may",
+                ) from None
+            first = redact(str(exc.orig).strip().splitlines()[0]) if str(exc.orig).strip() else type(exc).__name__
+            raise ServerError(f"cannot create database {url.database!r} on {describe(url)}: {first}") from None
+    return Creation(url, True)
+
+
+def _maintenance_connection(settings: Settings) -> tuple[contextlib.ExitStack, sa.Connection]:
+    """An autocommit connection to ``postgres`` on the settings' server with the same credentials, else ``template1``."""
+    url = settings.url
+    last: ServerError | None = None
+    for name in ("postgres", "template1"):
+        stack = contextlib.ExitStack()
+        try:
+            return stack, stack.enter_context(connect(admin_url(url, name), start_hint(settings), autocommit=True, origin=settings.url_origin))
+        except (DatabaseNotRunning, AuthenticationFailed):
+            raise
+        except ServerError as exc:  # no such database, or no CONNECT privilege on it: try the next
+            last = exc
+    raise ServerError(
+        f"cannot reach a maintenance database (postgres, template1) on {url.host or 'localhost'}:{url.port or 5432} to create {url.database!r} ({last.message if last else 'no answer'})",
+        f"create the database with a role that may, or fix {settings.url_origin}",
+    )
+
+
+def wait_for(settings: Settings, timeout: float) -> float:
+    """Wait until the configured database accepts a connection; return the seconds it took.
+
+    Only "nothing answers yet" (connection refused, the server starting up)
+    is waited out. A missing database (:class:`DatabaseMissing`), a refused
+    password, a program that is not PostgreSQL, another project's server,
+    fail at once: waiting would not change them.
+    """
+    began = time.monotonic()
+    deadline = began + timeout
+    while True:
+        try:
+            with connection(settings, autocommit=True) as conn:
+                conn.execute(sa.text("select 1"))
+            return time.monotonic() - began
+        except DatabaseNotRunning as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ServerError(
+                    f"the database at {address(settings.url)} did not accept connections within {timeout:g}s; last error: {exc.message}",
+                    exc.remedy,
+                ) from None
+            time.sleep(min(0.25, left))
+
+
+def wait_db(settings: Settings, timeout: float | None = None) -> float:
+    """Wait until the database accepts connections (DBTASKS_WAIT_TIMEOUT, --timeout); the seconds it took.
+
+    For container entrypoints and CI: a server that is not up yet is waited
+    for; a missing database stops at once and names create-db; a refused
+    password stops at once.
+    """
+    timeout = settings.wait_timeout if timeout is None else timeout
+    try:
+        return wait_for(settings, timeout)
+    except DatabaseMissing as exc:
+        raise DatabaseMissing(exc.message, names.run("create-db", **_env_of(settings))) from None

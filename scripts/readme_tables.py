@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Rewrite the generated tables of README.md: recipes (dbtasks.names) and settings (dbtasks.config).
+"""Rewrite the generated tables of the docs: the recipes (dbtasks.names) in README.md,
+the settings (dbtasks.config) in docs/configuration.md.
 
 Usage: python scripts/readme_tables.py [--check]
 
 Each table sits between ``<!-- begin NAME -->`` and ``<!-- end NAME -->``
-markers. With --check nothing is written and the exit code is 1 when a table
-is stale (the test suite runs this check).
+markers in its page. With --check nothing is written and the exit code is 1
+when a table is stale (the test suite runs this check).
 """
 
 from __future__ import annotations
@@ -14,37 +15,45 @@ import re
 import sys
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+CONFIGURATION = ROOT / "docs" / "configuration.md"
 
 
-def tables() -> dict[str, str]:
+def tables() -> dict[Path, dict[str, str]]:
+    """Each page's generated tables, by marker name."""
     from dbtasks import config, names
     from dbtasks.checks.runner import registry
 
     registry()  # the checks add their recipes to the name table
-    return {"recipes": names.markdown_table(), "settings": config.markdown_table()}
+    return {README: {"recipes": names.markdown_table()}, CONFIGURATION: {"settings": config.markdown_table()}}
 
 
-def render(text: str) -> str:
-    for name, table in tables().items():
+def render(text: str, page_tables: dict[str, str], page: str = "README.md") -> str:
+    for name, table in page_tables.items():
         pattern = re.compile(rf"(<!-- begin {name} -->\n).*?(<!-- end {name} -->)", re.S)
         if not pattern.search(text):
-            raise SystemExit(f"README.md has no <!-- begin {name} --> ... <!-- end {name} --> markers")
+            raise SystemExit(f"{page} has no <!-- begin {name} --> ... <!-- end {name} --> markers")
         text = pattern.sub(lambda m: m.group(1) + table + m.group(2), text)
     return text
 
 
 def main(argv: list[str]) -> int:
-    current = README.read_text()
-    fresh = render(current)
-    if "--check" in argv:
-        if fresh != current:
-            print("README.md tables are stale; run: python scripts/readme_tables.py", file=sys.stderr)
-            return 1
-        return 0
-    if fresh != current:
-        README.write_text(fresh)
-        print("README.md tables updated")
+    stale = []
+    for path, page_tables in tables().items():
+        where = str(path.relative_to(ROOT))
+        current = path.read_text()
+        fresh = render(current, page_tables, where)
+        if fresh == current:
+            continue
+        if "--check" in argv:
+            stale.append(where)
+        else:
+            path.write_text(fresh)
+            print(f"{where} tables updated")
+    if stale:
+        print(f"{', '.join(stale)}: tables are stale; run: python scripts/readme_tables.py", file=sys.stderr)
+        return 1
     return 0
 
 

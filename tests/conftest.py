@@ -66,7 +66,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if k == "DBTASKS_DEV_DATABASES" or not (k.startswith(("DBTASKS_", "PG")) or k.endswith("DATABASE_URL") or k in {"DB_SERVER", "MIGRATE_MSG", "CHANGE", "STEPS", "ENV", "CONFIRM", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"})
+        if k == "DBTASKS_DEV_DATABASES" or not (k.startswith(("DBTASKS_", "PG")) or k.endswith("DATABASE_URL") or k in {"DB_SERVER", "MIGRATE_MSG", "CHANGE", "STEPS", "ENV", "CONFIRM", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "NO_COLOR", "FORCE_COLOR", "CLICOLOR_FORCE"})
     }
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(extra)

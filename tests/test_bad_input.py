@@ -39,8 +39,10 @@ class Row:
     words: tuple[str, ...]
     code: int = 2
     env: tuple[tuple[str, str], ...] = ()
-    project: str = "main"  # which shared project copy: main, badenv, badrev, sqlname, textcol
+    project: str = "main"  # which shared project copy: main, badenv, badrev, sqlname, textcol, badreadme
     database: str = "good"  # good: DATABASE_URL names the shared database; weak: the same as a role without CREATEDB; none: no DATABASE_URL; closed: a closed port
+    # missing: a database that does not exist on the test server; weakmissing: the same for the role without CREATEDB;
+    # foreign: local mode (no DATABASE_URL) on the test server's port, a server that is not this project's cluster
 
 
 def r(id, runner, args, *words, code=2, env=(), project="main", database="good"):
@@ -64,6 +66,7 @@ ROWS = [
         ("cli", "backup-db", "backup-db"), ("make", "backup-db", "backup-db"),
         ("cli", "revision", "revision -m x"), ("make", "revision", "db-migrate-create MIGRATE_MSG=x"),
         ("cli", "init-db", "init-db"), ("make", "init-db", "init-db"),
+        ("cli", "create-db", "create-db"), ("make", "create-db", "create-db"),
         ("cli", "from-database", "regenerate-db-diagram --from-database"),
         ("cli", "run-script", "run-script scripts/backfills/ok.py"),
     ]],
@@ -124,6 +127,13 @@ ROWS = [
     r("unknown-verb-cli", "cli", "frobnicate", "No such command"),
     r("format-missing-cli", "cli", "format-revision bad/missing.py", "bad/missing.py"),
     r("format-nonutf8-cli", "cli", "format-revision bad/latin1.py", "not UTF-8"),
+    # -- dbtasks adopt where it cannot, or may not, change anything
+    r("adopt-no-ini-cli", "cli", "adopt --yes", "no alembic.ini in this directory", "alembic init alembic", project="bare"),
+    r("adopt-ini-missing-cli", "cli", "-c bad/missing.ini adopt --yes", "no alembic.ini at", "alembic init alembic"),
+    r("adopt-ini-latin1-cli", "cli", "-c bad/latin1.py adopt --yes", "not UTF-8"),
+    r("adopt-bad-pyproject-cli", "cli", "adopt --yes", "pyproject.toml is not valid TOML", "dbtasks adopt", project="badtoml"),
+    r("adopt-no-terminal-cli", "cli", "adopt", "asks before it changes files", "--yes", "--dry-run"),
+    r("adopt-yes-and-dry-run-cli", "cli", "adopt --yes --dry-run", "contradict", "pass one"),
     # -- data commands given the wrong files
     r("restore-fifo-make", "make", "restore-db FILE=bad/fifo", "not a regular file"),
     r("restore-fifo-cli", "cli", "restore-db -f bad/fifo", "not a regular file"),
@@ -158,6 +168,9 @@ ROWS = [
     r("syntax-history-just", "just", "db-migrate-history", "cannot be parsed", project="badrev"),
     r("syntax-heads-cli", "cli", "heads", "cannot be parsed", project="badrev"),
     r("syntax-current-make", "make", "db-migrate-current", "cannot be parsed", project="badrev"),
+    # README.md's diagram markers do not pair up: refused before anything is drawn or written
+    r("readme-markers-cli", "cli", "regenerate-db-diagram", "README.md line 3", "has no <!-- dbtasks:diagram:end -->", "run `dbtasks regenerate-db-diagram`", project="badreadme"),
+    r("readme-markers-make", "make", "check-db-docs", "README.md line 3", "run `make regenerate-db-diagram`", project="badreadme"),
     # -- a role without CREATEDB: a restore builds a new database, so it is refused up front
     r("restore-nocreatedb-cli", "cli", "restore-db -f bad/good.dump", "may not create databases", "CREATEDB", database="weak"),
     r("restore-nocreatedb-make", "make", "restore-db FILE=bad/good.dump", "may not create databases", "ALTER ROLE", database="weak"),
@@ -169,6 +182,18 @@ ROWS = [
     # -- a program that is not PostgreSQL on the port
     r("not-postgres-cli", "cli", "status", "not a PostgreSQL server", database="http"),
     r("not-postgres-make", "make", "db-status", "not a PostgreSQL server", database="http"),
+    # -- create-db and wait-db
+    r("create-db-nocreatedb-cli", "cli", "create-db", "may not create databases", "CREATEDB", database="weakmissing"),
+    r("create-db-nocreatedb-just", "just", "create-db", "may not create databases", "ALTER ROLE", database="weakmissing"),
+    r("wait-db-timeout-abc-cli", "cli", "wait-db --timeout abc", "--timeout", "abc"),
+    r("wait-db-timeout-zero-make", "make", "wait-db", "DBTASKS_WAIT_TIMEOUT", "1 or more", env={"DBTASKS_WAIT_TIMEOUT": "0"}),
+    r("wait-db-closed-just", "just", "wait-db", "did not accept connections within 1s", CLOSED, database="closed", env={"DBTASKS_WAIT_TIMEOUT": "1"}),
+    r("wait-db-missing-cli", "cli", "wait-db", "does not exist", "dbtasks create-db", database="missing"),
+    r("wait-db-missing-make", "make", "wait-db", "does not exist", "make create-db", database="missing"),
+    # -- local mode on a port held by a server that is not this project's cluster
+    r("foreign-port-status-cli", "cli", "status", "not this", "DBTASKS_PG_PORT", "pg_port in [tool.dbtasks]", database="foreign"),
+    r("foreign-port-migrate-make", "make", "db-migrate", "not this", "DBTASKS_PG_PORT", database="foreign"),
+    r("foreign-port-start-just", "just", "start-db", "already in use", "DBTASKS_PG_PORT", database="foreign"),
 ]
 
 
@@ -229,6 +254,15 @@ def stage(tmp_path_factory, dbtasks_server_url: URL, dbtasks_template: URL):
     badenv = copy_project(root / "badenv")
     (badenv / ".env").write_bytes(b"DBTASKS_PG_PORT=6545\n# caf\xe9\n")
     badrev = copy_project(root / "badrev")
+    # dbtasks adopt: a directory that is no Alembic project, and one whose pyproject.toml is not TOML.
+    bare = root / "bare"
+    bare.mkdir()
+    badtoml = root / "badtoml"
+    badtoml.mkdir()
+    (badtoml / "alembic.ini").write_text("[alembic]\nscript_location = alembic\n")
+    (badtoml / "pyproject.toml").write_text("[project\nname = 'x'\n")
+    badreadme = copy_project(root / "badreadme")
+    (badreadme / "README.md").write_text("# App\n\n<!-- dbtasks:diagram:begin -->\n```mermaid\nerDiagram\n```\n")
     # Retention policies that cannot be right: a table name that is SQL, a text column.
     sqlname = copy_project(root / "sqlname")
     with (sqlname / "pyproject.toml").open("a") as fh:
@@ -272,7 +306,7 @@ def stage(tmp_path_factory, dbtasks_server_url: URL, dbtasks_template: URL):
     threading.Thread(target=serve, daemon=True).start()
     try:
         yield {
-            "projects": {"main": main, "badenv": badenv, "badrev": badrev, "sqlname": sqlname, "textcol": textcol},
+            "projects": {"main": main, "badenv": badenv, "badrev": badrev, "sqlname": sqlname, "textcol": textcol, "badreadme": badreadme, "bare": bare, "badtoml": badtoml},
             "url": url, "weak_url": url.set(username=weak, password="weakpw"),
             "http_port": listener.getsockname()[1], "root": root,
         }
@@ -308,6 +342,15 @@ def test_bad_input(row: Row, stage) -> None:
         env.setdefault("DATABASE_URL", f"postgresql://u:pw@127.0.0.1:{_closed_port()}/app")
     elif row.database == "http":
         env.setdefault("DATABASE_URL", f"postgresql://u:pw@127.0.0.1:{stage['http_port']}/app")
+    elif row.database == "missing":
+        env.setdefault("DATABASE_URL", url_str(stage["url"].set(database="dbtasks_no_such_db")))
+    elif row.database == "weakmissing":
+        env.setdefault("DATABASE_URL", url_str(stage["weak_url"].set(database="dbtasks_no_such_db")))
+    elif row.database == "foreign":
+        u = stage["url"]
+        local = {"DB_SERVER": "local", "DBTASKS_PG_HOST": u.host, "DBTASKS_PG_PORT": str(u.port), "DBTASKS_PG_USER": u.username, "DBTASKS_PG_PASSWORD": u.password or "", "DBTASKS_DB_NAME": u.database}
+        for key, value in local.items():
+            env.setdefault(key, value)
     db_before = _snapshot_db(stage["url"])
     files_before = _snapshot_files(cwd)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dbtasks.config import load_settings
+from dbtasks.config import database_identifier, derived_port, load_settings
 from dbtasks.errors import ConfigError, redact
 
 from .conftest import assert_one_line_error, run
@@ -20,10 +20,14 @@ def write_project(tmp_path: Path, pyproject: str = "", dotenv: str = "") -> Path
 
 
 def test_default_when_nothing_is_set(tmp_path):
-    s = load_settings(project_dir=write_project(tmp_path), environ={})
-    assert s.pg_port == 6545 and s.sources["pg_port"] == "default"
+    project = write_project(tmp_path)
+    s = load_settings(project_dir=project, environ={})
+    # nothing of the kit's own (6545, app): the port and the name come from this project
+    assert s.pg_port == derived_port(project) != 6545 and s.sources["pg_port"] == "derived"
+    assert 6500 <= s.pg_port <= 6999
     assert s.server_kind == "local"
-    assert s.url.port == 6545 and s.url.host == "127.0.0.1" and s.url.database == "app"
+    assert s.url.port == s.pg_port and s.url.host == "127.0.0.1"
+    assert s.url.database == database_identifier(project.resolve().name) != "app"
 
 
 @pytest.mark.parametrize(

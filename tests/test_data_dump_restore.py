@@ -8,6 +8,7 @@ swap committed, the new one), and the next run cleans up what was left.
 from __future__ import annotations
 
 import os
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -400,3 +401,135 @@ def test_a_password_user_dumps_and_restores_without_showing_it(project, source, 
     for p in (proc, again):
         assert secret not in p.stdout + p.stderr
     assert fingerprint(target) == fingerprint(source)
+
+
+# -- progress in bytes of table data, with a total from <dump>.meta.json -------------------
+
+
+@pytest.fixture(scope="module")
+def sized_source(dbtasks_server_url, dbtasks_template):
+    """A migrated database holding the demo data and ~6 MB in one more indexed table."""
+    url = create_database(dbtasks_server_url, scratch_name("dbtasks_test"), template=dbtasks_template.database)
+    seed(url)
+    execute(
+        url,
+        "create table events (id int primary key, payload text)",
+        "insert into events select g, md5(g::text) || md5((g * 7)::text) from generate_series(1, 60000) g",
+        "create index events_payload on events (payload)",
+        "analyze",
+    )
+    yield url
+    drop_database(dbtasks_server_url, url.database)
+
+
+def _settings(url, project: Path = REPO, **values):
+    from .data_helpers import settings_for
+
+    return settings_for(url, project, **values)
+
+
+def _stages(events) -> dict[str, list]:
+    by: dict[str, list] = {}
+    for e in events:
+        by.setdefault(e.stage, []).append(e)
+    return by
+
+
+def test_dump_progress_counts_bytes_of_table_data_up_to_the_total_and_records_it(sized_source, tmp_path):
+    from dbtasks.data.dump import dump_db
+    from dbtasks.data.tools import meta_path, read_meta
+
+    events = []
+    result = dump_db(_settings(sized_source), output=tmp_path / "app.dump", exclude_data=("public.comm*",), progress=events.append)
+    assert {e.stage for e in events} == {"dump"} and {e.unit for e in events} == {"bytes"}
+    done = [e.done for e in events]
+    assert done == sorted(done) and events[-1].done == events[-1].total == result.data_bytes
+    recorded = read_meta(result.path)
+    assert "public.comments" not in recorded and "public.users" in recorded  # rows left out weigh nothing
+    assert recorded["public.events"].bytes > 4 * 1024 * 1024 and recorded["public.events"].rows == 60000
+    assert sum(s.bytes for s in recorded.values()) == result.data_bytes
+    assert meta_path(result.path).name == "app.dump.meta.json"
+
+
+def test_restore_progress_reaches_the_recorded_total_then_shows_the_index_builds(project, sized_source, target, tmp_path):
+    from dbtasks.data.dump import dump_db, read_archive
+    from dbtasks.data.restore import index_builds, restore_db
+
+    dumped = dump_db(_settings(sized_source), output=tmp_path / "app.dump")
+    events = []
+    result = restore_db(_settings(target, project), dumped.path, jobs=1, progress=events.append)
+    stages = _stages(events)
+    data = stages["restore"]
+    assert data[-1].done == data[-1].total == dumped.data_bytes == result.data_bytes
+    assert [e.done for e in data] == sorted(e.done for e in data) and all(e.unit == "bytes" for e in data)
+    builds = index_builds(read_archive(dumped.path))
+    assert builds >= 8  # primary keys, foreign keys, indexes
+    assert stages["indexes"][-1].done == stages["indexes"][-1].total == builds
+    assert list(stages) == ["restore", "indexes"]  # data first, then the index phase, never silent
+    assert fingerprint(target)["public.events"] == fingerprint(sized_source)["public.events"]
+
+
+def test_a_foreign_dump_restores_with_progress_in_bytes_without_a_total(project, sized_source, target, tmp_path):
+    from dbtasks.data.dump import dump_db
+    from dbtasks.data.restore import restore_db
+    from dbtasks.data.tools import meta_path
+
+    dumped = dump_db(_settings(sized_source), output=tmp_path / "app.dir", fmt="directory", jobs=2)
+    meta_path(dumped.path).unlink()  # as a dump made by hand with pg_dump
+    events = []
+    result = restore_db(_settings(target, project), dumped.path, jobs=2, progress=events.append)
+    data = _stages(events)["restore"]
+    assert all(e.total is None for e in data)
+    # Measured in the restored database: about the source's size (a fresh table has no dead rows).
+    # (With --jobs the data stage closes when the first index build starts: a small table may still load.)
+    assert [e.done for e in data] == sorted(e.done for e in data)
+    assert 0.5 * dumped.data_bytes < data[-1].done <= result.data_bytes < 1.5 * dumped.data_bytes
+
+
+def test_a_corrupt_sidecar_only_costs_the_total(project, demo_dump, target, tmp_path):
+    from dbtasks.data.restore import restore_db
+
+    path = tmp_path / "app.dump"
+    shutil.copy(demo_dump[0], path)
+    (tmp_path / "app.dump.meta.json").write_text("{not json")
+    events = []
+    restore_db(_settings(target, project), path, progress=events.append)
+    assert fingerprint(target) == demo_dump[1]
+    assert all(e.total is None for e in _stages(events)["restore"])
+
+
+def test_sidecars_follow_their_dumps_kept_renamed_and_rotated(project, source, target, tmp_path):
+    proc = run(["dump-and-restore", "--from", "staging", "--mode", "full"], project,
+               DATABASE_URL=url_str(target), STAGING_DATABASE_URL=url_str(source), DBTASKS_DUMP_DIR=str(tmp_path / "dumps"))
+    assert proc.returncode == 0, proc.stderr
+    assert "of table data" in proc.stdout
+    (kept,) = (tmp_path / "dumps").glob("*.dump")
+    assert sorted(p.name for p in (tmp_path / "dumps").iterdir()) == [kept.name, f"{kept.name}.meta.json"]
+    for _ in range(3):
+        proc = run(["backup-db", "--dir", str(tmp_path / "backups"), "--keep", "2"], project, DATABASE_URL=url_str(source))
+        assert proc.returncode == 0, proc.stderr
+    # Backups have no sidecar (the directory holds backups only); a stray one goes with its backup.
+    backups = sorted((tmp_path / "backups").iterdir())
+    assert len(backups) == 2 and all(p.suffix == ".dump" for p in backups)
+    shutil.copy(kept.with_name(kept.name + ".meta.json"), backups[0].with_name(backups[0].name + ".meta.json"))
+    proc = run(["backup-db", "--dir", str(tmp_path / "backups"), "--keep", "2"], project, DATABASE_URL=url_str(source))
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "backups").iterdir())) == 2 and not backups[0].exists()
+
+
+def test_without_progress_views_a_table_counts_once_the_next_one_starts():
+    """PostgreSQL before 14 has no pg_stat_progress_copy (here: a server that does not answer the polling)."""
+    from sqlalchemy.engine import URL
+
+    from dbtasks.data.tools import CopyWatch, TableSize
+
+    events = []
+    nowhere = URL.create("postgresql+psycopg2", username="x", host="127.0.0.1", port=1, database="x")
+    with CopyWatch(events.append, "dump", nowhere, {"public.a": TableSize(100), "public.b": TableSize(300)}, interval=0.01) as watch:
+        watch.thread.join()  # the polling gave up
+        watch.line('pg_dump: dumping contents of table "public.a"')
+        assert events[-1].done == 0 and events[-1].detail == "public.a"
+        watch.line('pg_dump: dumping contents of table "public.b"')
+        assert events[-1].done == 100
+        assert watch.finish() == 400
+    assert (events[-1].done, events[-1].total, events[-1].unit) == (400, 400, "bytes")

@@ -18,6 +18,7 @@ from dbtasks.checks.docs import check_db_docs
 from dbtasks.config import load_settings
 from dbtasks.database import connect, create_database, drop_database, scratch_name
 from dbtasks.diagram import DocsOptions
+from dbtasks.diagram import readme as readme_blocks
 from dbtasks.errors import UsageError
 
 from .conftest import REPO, url_str
@@ -448,7 +449,54 @@ def test_committed_docs_do_not_depend_on_the_postgresql_major(dbtasks_server_url
 
 
 def test_readme_shows_the_current_diagram():
+    """The kit's README marks its diagram, so regenerate-db-diagram keeps it current."""
     readme = (REPO / "README.md").read_text()
-    blocks = re.findall(r"```mermaid\n(.*?)```", readme, re.S)
-    assert (REPO / "docs/database/diagram.mmd").read_text() in blocks
+    blocks = readme_blocks.find_blocks(readme)
+    assert len(blocks) == 1
+    mmd = (REPO / "docs/database/diagram.mmd").read_text()
+    assert readme_blocks.stale_blocks(readme, mmd, blocks) == []
+    assert readme[blocks[0].start:blocks[0].end] == f"```mermaid\n{mmd}```\n"
     assert "docs/database/diagram.svg" in readme
+
+
+# -- the README's marked block (no database needed) ------------------------------
+
+B, E = readme_blocks.BEGIN, readme_blocks.END
+MMD = "erDiagram\n    users {\n        bigint id PK\n    }\n"
+
+
+def test_readme_block_is_refreshed_between_the_markers_only():
+    text = f"# App\r\n\r\nintro\r\n{B}\r\nold picture\r\n{E}\r\ntail without newline"
+    blocks = readme_blocks.find_blocks(text)
+    fresh = readme_blocks.refresh(text, MMD, blocks)
+    head, _, rest = fresh.partition(f"{B}\r\n")
+    body, _, tail = rest.partition(E)
+    assert head == "# App\r\n\r\nintro\r\n" and tail == "\r\ntail without newline"  # untouched, CRLF kept
+    assert body == "```mermaid\r\n" + MMD.replace("\n", "\r\n") + "```\r\n"
+    assert readme_blocks.refresh(fresh, MMD, readme_blocks.find_blocks(fresh)) == fresh  # idempotent
+    assert readme_blocks.stale_blocks(fresh, MMD, readme_blocks.find_blocks(fresh)) == []
+    assert len(readme_blocks.stale_blocks(text, MMD, blocks)) == 1
+
+    # two marked places both get the diagram; markers shown in an example fence or indented are not markers
+    doc = f"{B}\n{E}\n````markdown\n{B}\n```mermaid\n```\n{E}\n````\n    {B}\n`{B}` inline\n{B}\n{E}\n"
+    blocks = readme_blocks.find_blocks(doc)
+    assert [b.line for b in blocks] == [1, 11]
+    fresh = readme_blocks.refresh(doc, MMD, blocks)
+    assert fresh.count("```mermaid\n" + MMD + "```\n") == 2
+    assert fresh.endswith(f"````markdown\n{B}\n```mermaid\n```\n{E}\n````\n    {B}\n`{B}` inline\n{B}\n```mermaid\n{MMD}```\n{E}\n")
+
+    assert readme_blocks.find_blocks("# no markers\n```mermaid\nerDiagram\n```\n") == []
+
+
+@pytest.mark.parametrize("text, words", [
+    (f"x\n{B}\n```mermaid\n```\n", ("README.md line 2", f"has no {E} after it")),
+    (f"{E}\n", ("README.md line 1", f"has no {B} before it")),
+    (f"{B}\n{B}\n{E}\n", ("line 1", "before the next begin marker (line 2)")),
+])
+def test_readme_markers_that_do_not_pair_up_are_one_clear_error(text, words):
+    with pytest.raises(readme_blocks.ReadmeMarkerError) as err:
+        readme_blocks.find_blocks(text)
+    line = str(err.value)
+    assert "\n" not in line and "regenerate-db-diagram" in line
+    for word in words:
+        assert word in line, (word, line)

@@ -21,7 +21,7 @@ from dbtasks.testing import free_port
 from .conftest import DBTASKS, JUST, REPO, clean_env, local_env, run_just, run_make, scalar, tables, url_str
 from .test_migrations import APP_TABLES, add_model, revision_files
 
-SETUP_ONLY = {"help", "install", "test"}  # no dbtasks verb behind them
+SETUP_ONLY = {"help", "install", "test", "dist"}  # no dbtasks verb behind them
 
 
 def make_recipes() -> dict[str, str]:
@@ -75,11 +75,16 @@ def test_help_lists_every_recipe_with_a_description():
     assert default == out
 
 
-def test_every_cli_command_has_help_and_is_in_the_readme():
-    readme = (REPO / "README.md").read_text()
+def docs_text() -> str:
+    """README.md and the pages under docs/, where the recipes, verbs and settings are documented."""
+    return "\n".join(p.read_text() for p in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
+
+
+def test_every_cli_command_has_help_and_is_in_the_docs():
+    docs = docs_text()
     for name, command in ((n, cli.get_command(None, n)) for n in cli.list_commands(None)):
         assert command.help and command.help.strip(), name
-        assert f"dbtasks {name}" in readme, f"`dbtasks {name}` is not documented in README.md"
+        assert f"dbtasks {name}" in docs, f"`dbtasks {name}` is not documented in README.md or docs/"
 
 
 def test_readme_starts_with_the_two_commands():
@@ -233,12 +238,12 @@ def test_make_empty_revision_heads_and_merge(project, make_migrated):
 
 @pytest.mark.slow
 def test_readme_hand_written_migration_workflow(project, make_migrated):
-    """The README's "Hand-written migrations", copied literally: db-migrate-empty,
+    """docs/workflows.md's "Hand-written migrations", copied literally: db-migrate-empty,
     fill in upgrade() and downgrade() (with op and sa, which the formatter keeps),
     db-migrate, db-migrate-down."""
     make, url = make_migrated
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("### Hand-written migrations", 1)[1].split("\n### ", 1)[0]
+    page = (REPO / "docs" / "workflows.md").read_text()
+    section = page.split("## Hand-written migrations", 1)[1].split("\n## ", 1)[0]
     command = re.search(r"^\$ (make db-migrate-empty .+)$", section, re.M).group(1)
     assert "`make db-migrate`" in section and "`make db-migrate-down`" in section
     words = shlex.split(command)
@@ -348,6 +353,6 @@ def test_just_recipes_end_to_end(project, empty_database):
 def test_every_setting_is_documented():
     from dbtasks.config import SETTINGS
 
-    readme = (REPO / "README.md").read_text()
+    docs = docs_text()
     for setting in SETTINGS:
-        assert f"`{setting.variable}`" in readme, f"{setting.variable} is missing from README.md"
+        assert f"`{setting.variable}`" in docs, f"{setting.variable} is missing from README.md and docs/"

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from dbtasks.config import load_settings
-from dbtasks.server import DockerServer, find_bin_dir, pgserver_bin_dir, relocated_data_dir
+from dbtasks.server import DockerServer, LocalServer, find_bin_dir, pgserver_bin_dir, relocated_data_dir
 from dbtasks.testing import free_port
 
 from .conftest import REPO, assert_one_line_error, copy_project, local_env, run, run_make, scalar
@@ -61,6 +61,20 @@ def test_clone_the_server_user_cannot_enter(reachable_dir):
     finally:
         run(["stop-db"], project, **env)
         shutil.rmtree(moved.parent, ignore_errors=True)
+
+
+def test_the_cluster_names_its_project_once(tmp_path):
+    """The mark in postgresql.conf: a moved clone's old mark is replaced, not added to; a second write changes nothing."""
+    data = tmp_path / "pgdata"
+    data.mkdir()
+    conf = data / "postgresql.conf"
+    conf.write_text("port = 5432\n# the project this cluster belongs to (dbtasks)\ndbtasks.project = '/old/place'\n")
+    local = LocalServer(load_settings(project_dir=tmp_path, environ={"DBTASKS_PG_DATA": str(data)}))
+    assert local.write_mark() is True
+    text = conf.read_text()
+    assert text.count("dbtasks.project") == 1 and local.mark_line() in text and text.startswith("port = 5432\n")
+    assert local.mark_line() == f"dbtasks.project = '{tmp_path}'"
+    assert local.write_mark() is False and conf.read_text() == text
 
 
 def test_port_taken_by_another_server_changes_nothing(project, reachable_dir):

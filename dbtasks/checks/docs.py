@@ -11,13 +11,25 @@ server, or with ``--from-database`` from the configured database as it is.
 It then compares them with the checked-in files, byte for byte. The
 developer's database is never touched.
 
+It also compares the project's README.md when it marks a place for the
+diagram with the two lines below: the ```mermaid block between them must
+hold diagram.mmd's text (``regenerate-db-diagram`` writes it there).
+
+\b
+    <!-- dbtasks:diagram:begin -->
+    <!-- dbtasks:diagram:end -->
+
 Rules: ``missing`` when diagram.mmd or schema.sql is not there; ``stale``
 when one differs, with the unified diff from the checked-in file to the
-regenerated one in the message; ``stale-svg`` when diagram.svg was drawn from
-another schema. The SVG records the SHA-256 of the DOT graph it was rendered
-from, so that needs no Graphviz; an absent diagram.svg is only a note (it is
-optional). ``dbtasks check`` leaves the docs out of a project that keeps no
-diagram.mmd.
+regenerated one in the message; ``stale-readme`` when README.md's marked
+block differs (with its diff); ``stale-svg`` when diagram.svg was drawn from
+another schema. diagram.svg is compared only where Graphviz ``dot`` is
+installed, because only ``dot`` can redraw it; elsewhere one note says it was
+not compared and the verdict leaves it out. The SVG records the SHA-256 of
+the DOT graph it was drawn from, and that digest is what is compared, so the
+layout of another Graphviz version never makes it stale. An absent
+diagram.svg is only a note (it is optional; ``svg = true`` makes it required).
+``dbtasks check`` leaves the docs out of a project that keeps no diagram.mmd.
 
 The fix is always the same: run ``make regenerate-db-diagram`` (or ``just
 regenerate-db-diagram``) and commit the result.
@@ -38,8 +50,8 @@ NAME = "docs"
 
 
 def remedy(rule: str) -> str:
-    text = f"{names.run('regenerate-db-diagram')} and commit the result"
-    return f"{text} (it needs Graphviz: apt-get install graphviz)" if rule == "stale-svg" else text
+    # Every rule has the same fix; diagram.svg is compared only where dot is there to redraw it.
+    return f"{names.run('regenerate-db-diagram')} and commit the result"
 
 
 def check_db_docs(settings: Settings, options: DocsOptions | None = None, from_database: bool = False) -> CheckResult:

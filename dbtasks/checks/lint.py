@@ -212,6 +212,7 @@ class _Linter:
         self.allowed = set(BASE_ALLOWED) | set(settings.lint_allowed_imports) | set(sys.stdlib_module_names)
         self.findings: list[Finding] = []
         self.unrendered: str | None = None  # why no revision's SQL could be rendered (env.py failed)
+        self.no_squawk: str | None = None  # squawk (the `lint` extra) is not installed: its rules are skipped
 
     relpath = staticmethod(shown_path)
 
@@ -299,7 +300,11 @@ class _Linter:
         sql = self._render(workspace, by_revision)
         if not sql:
             return
-        squawk = find_squawk()
+        try:
+            squawk = find_squawk()
+        except ConfigError as exc:  # an optional extra: the other rules still run, with one note
+            self.no_squawk = f"squawk's SQL safety rules not checked: {exc}"
+            return
         with tempfile.TemporaryDirectory(prefix="dbtasks-lint-") as tmp:
             files = {}
             for rev, text in sql.items():
@@ -417,7 +422,7 @@ def find_squawk() -> str:
         return str(candidate)
     found = shutil.which("squawk")
     if not found:
-        raise ConfigError("squawk is not installed", "pip install squawk-cli (it is a dbtasks dependency)")
+        raise ConfigError("squawk is not installed", "pip install 'dbtasks[lint]' (pipx inject dbtasks squawk-cli)")
     return found
 
 
@@ -448,6 +453,8 @@ def run(workspace: Workspace) -> CheckResult:
         linter.sql_safety(workspace, [i for i in items if i.tree is not None])
         if linter.unrendered:
             result.notes.append(linter.unrendered)
+        if linter.no_squawk:
+            result.notes.append(linter.no_squawk)
     result.findings = sorted(linter.findings, key=lambda f: (f.file or "", f.line or 0, f.rule))
     return result
 

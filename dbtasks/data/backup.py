@@ -14,7 +14,7 @@ from pathlib import Path
 from dbtasks import names
 from dbtasks.config import Settings
 from dbtasks.data.dump import FORMATS, DumpResult, dump_db, env_label, read_archive, source_facts, stamped_files, stamped_path
-from dbtasks.data.tools import DataError, DumpFileError, ProgressCallback, ensure_tool_dir
+from dbtasks.data.tools import DataError, DumpFileError, ProgressCallback, ensure_tool_dir, remove_meta
 from dbtasks.errors import UsageError
 
 
@@ -55,7 +55,9 @@ def backup_db(
     # Never refused for the clock: a second backup in the same second (or after
     # the clock was set back) gets a later stamp than the newest one there.
     path = stamped_path(target, prefix, FORMATS[fmt][1])
-    dumped = dump_db(settings, output=path, fmt=fmt, progress=progress)
+    # No <backup>.meta.json: the backup directory holds the backups only (a
+    # restore of a backup shows bytes and rate, without a total or ETA).
+    dumped = dump_db(settings, output=path, fmt=fmt, progress=progress, meta=False)
     try:
         info = read_archive(dumped.path, settings.pg_bin)
     except DumpFileError as exc:
@@ -64,6 +66,7 @@ def backup_db(
             shutil.rmtree(dumped.path, ignore_errors=True)
         else:
             dumped.path.unlink(missing_ok=True)
+        remove_meta(dumped.path)
         raise DataError(f"the new backup failed verification ({exc.message}); older backups were kept") from None
     files = backup_files(target, prefix)
     doomed = files[:-keep] if len(files) > keep else []
@@ -72,5 +75,6 @@ def backup_db(
             shutil.rmtree(path)
         else:
             path.unlink()
+        remove_meta(path)  # its <backup>.meta.json goes with it
     kept = [p for p in files if p not in doomed]
     return BackupResult(dumped, len(info.entries), kept, doomed)

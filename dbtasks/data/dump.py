@@ -3,6 +3,11 @@
 The dump is written to ``<name>.partial-<pid>`` and renamed when pg_dump
 succeeded, so a file without that suffix is always complete. Partial files
 left by a killed run (their process is gone) are removed by the next dump.
+
+Next to each dump, ``<name>.meta.json`` records every dumped table's size in
+the source (heap + TOAST bytes, row estimate): the restore's progress is
+measured against it (see :class:`dbtasks.data.tools.CopyWatch`). A dump
+without one (made by hand) restores the same, its progress without an ETA.
 """
 
 from __future__ import annotations
@@ -22,15 +27,18 @@ import sqlalchemy as sa
 from dbtasks import names
 from dbtasks.config import Settings
 from dbtasks.clients import available_clients, find_client, first_error, run_client
-from dbtasks.database import connection, describe
+from dbtasks.database import connection, describe, session_options
 from dbtasks.data.tools import (
+    CopyWatch,
     DataError,
     DumpFileError,
     ProgressCallback,
+    TableSize,
     ensure_tool_dir,
     pause_point,
-    report,
     server_major,
+    table_sizes,
+    write_meta,
 )
 from dbtasks.server import pid_alive
 from dbtasks.errors import UsageError
@@ -51,6 +59,7 @@ class DumpResult:
     excluded: tuple[str, ...]
     revision: str | None
     seconds: float
+    data_bytes: int | None = None  # the dumped tables' size in the source (heap + TOAST)
 
 
 @dataclasses.dataclass
@@ -130,7 +139,7 @@ def remove_stale_partials(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return removed
     for path in directory.iterdir():
-        match = re.search(r"\.partial-(\d+)$", path.name)
+        match = re.search(r"\.partial-(\d+)(?:\.meta\.json)?$", path.name)
         if match and not pid_alive(int(match.group(1))):
             if path.is_dir():
                 shutil.rmtree(path, ignore_errors=True)
@@ -163,6 +172,12 @@ def source_facts(settings: Settings) -> tuple[int, str, int]:
     return num, version, tables
 
 
+def source_sizes(settings: Settings, excluded: tuple[str, ...] = ()) -> dict[str, TableSize]:
+    """Each table's data size in the source, leaving out the tables whose rows the dump leaves out."""
+    with connection(settings) as conn:
+        return table_sizes(conn, excluded)
+
+
 # -- dump ---------------------------------------------------------------------------
 
 
@@ -174,6 +189,7 @@ def dump_db(
     exclude_data: tuple[str, ...] | None = None,
     compress: int | None = None,
     progress: ProgressCallback | None = None,
+    meta: bool = True,
 ) -> DumpResult:
     """Dump the database of ``settings`` with pg_dump; returns where and what.
 
@@ -181,7 +197,8 @@ def dump_db(
     table, dumped by ``jobs`` parallel workers). Rows of tables matching
     ``exclude_data`` patterns (pg_dump ``--exclude-table-data``) are left out,
     their definitions kept. pg_dump is chosen with a major version at least the
-    server's.
+    server's. With ``meta``, ``<dump>.meta.json`` records the dumped tables'
+    sizes for the restore's progress.
     """
     fmt = fmt or settings.dump_format
     if fmt not in FORMATS:
@@ -193,6 +210,7 @@ def dump_db(
     excluded = tuple(settings.dump_exclude_data if exclude_data is None else exclude_data)
 
     version_num, version, tables = source_facts(settings)
+    sizes = source_sizes(settings, excluded)
     major = server_major(version_num)
     pg_dump = find_client("pg_dump", settings.pg_bin, min_major=major, prefer=major, why=f"the server at {describe(settings.url)} runs PostgreSQL {version}")
 
@@ -219,23 +237,20 @@ def dump_db(
         args.append(f"--exclude-table-data={pattern}")
 
     started = time.monotonic()
-    done = 0
-    report(progress, "dump", 0, tables, "tables")
+    # Progress in bytes of table data: pg_dump's sessions are the source's "pg_dump" ones.
+    watch = CopyWatch(progress, "dump", settings.url, sizes, app="pg_dump", options=session_options(settings))
 
     def on_line(line: str) -> None:
-        nonlocal done
-        match = re.search(r'dumping contents of table "([^"]+)"', line)
-        if match:
-            done += 1
-            report(progress, "dump", min(done, tables), tables, "tables", match.group(1))
-            if done == 1:
-                pause_point("dump-running")
+        watch.line(line)
+        if "dumping contents of table" in line and len(watch.started) == 1:
+            pause_point("dump-running")
 
     try:
-        code, lines = run_client(args, settings.url, on_line)
-        if code != 0:
-            raise DataError(f"pg_dump failed on {describe(settings.url)}: {first_error(lines, 'pg_dump')}")
-        report(progress, "dump", tables, tables, "tables")
+        with watch:
+            code, lines = run_client(args, settings.url, on_line)
+            if code != 0:
+                raise DataError(f"pg_dump failed on {describe(settings.url)}: {first_error(lines, 'pg_dump')}")
+            watch.finish()
         partial.rename(final)
     except BaseException:
         # Cleaning up must not hide pg_dump's own error (a read-only directory fails both).
@@ -245,12 +260,17 @@ def dump_db(
             else:
                 partial.unlink(missing_ok=True)
         raise
+    dumped = {name: sizes[name] for name in sorted(set(watch.started) | watch.seen) if name in sizes}
+    if meta:
+        with contextlib.suppress(OSError):  # a hint for the restore's progress, never a reason to fail
+            write_meta(final, settings.database_name, version, dumped)
     revision = None
     try:
         revision = archive_revision(final, settings.pg_bin)
     except DataError:
         pass
-    return DumpResult(final, fmt, disk_size(final), version, pg_dump.version, tables, excluded, revision, time.monotonic() - started)
+    data_bytes = sum(s.bytes for s in dumped.values())
+    return DumpResult(final, fmt, disk_size(final), version, pg_dump.version, tables, excluded, revision, time.monotonic() - started, data_bytes)
 
 
 # -- reading an archive --------------------------------------------------------------

@@ -42,11 +42,17 @@ from dbtasks.clients import ClientVersionError, find_client, first_error, run_cl
 from dbtasks.database import advisory_lock, admin_url, connect, create_database, describe, drop_database, quote_ident, start_hint
 from dbtasks.data.dump import FORMATS, ArchiveInfo, DumpResult, archive_revision, dump_db, env_label, read_archive, source_facts, stamped_path
 from dbtasks.data.tools import (
+    CopyWatch,
     DataError,
     ProgressCallback,
+    TableSize,
     ensure_tool_dir,
+    meta_path,
     pause_point,
+    read_meta,
+    remove_meta,
     report,
+    restored_bytes,
     server_major,
 )
 from dbtasks.errors import DbtasksError, ProtectedEnvironment, UsageError
@@ -70,6 +76,7 @@ class RestoreResult:
     replaced: bool = False
     leftovers: list[str] = dataclasses.field(default_factory=list)
     dump: DumpResult | None = None
+    data_bytes: int | None = None  # table data loaded: the source's sizes, or measured after a foreign dump
 
 
 def target_hash(target: str) -> str:
@@ -184,26 +191,48 @@ def pg_restore_args(pg_restore: str, file: Path, dbname: str, jobs: int, owner: 
     return args
 
 
-def run_pg_restore(args: list[str], url: URL, total: int, progress: ProgressCallback | None, stage: str = "restore") -> None:
-    done = 0
-    report(progress, stage, 0, total, "tables")
+_DATA_ENTRY = re.compile(r"^\d+; \d+ \d+ TABLE DATA (\S+) (\S+) ")
+_BUILD_ENTRY = re.compile(r"^\d+; \d+ \d+ (?:INDEX|CONSTRAINT|FK CONSTRAINT) (?!ATTACH )")
+
+
+def archive_sizes(info: ArchiveInfo) -> dict[str, TableSize] | None:
+    """The recorded size of every table the archive holds rows of, from ``<dump>.meta.json``;
+    None for a dump without one (or one that does not cover every table): progress then has no total."""
+    recorded = read_meta(info.path)
+    if recorded is None:
+        return None
+    names = [f"{m.group(1)}.{m.group(2)}" for e in info.data_entries if (m := _DATA_ENTRY.match(e))]
+    if len(names) != len(info.data_entries) or any(n not in recorded for n in names):
+        return None
+    return {n: recorded[n] for n in names}
+
+
+def index_builds(info: ArchiveInfo) -> int:
+    """How many indexes, constraints and foreign keys a full restore of the archive builds."""
+    return sum(1 for e in info.entries if _BUILD_ENTRY.match(e))
+
+
+def run_pg_restore(args: list[str], url: URL, info: ArchiveInfo, progress: ProgressCallback | None, stage: str = "restore", indexes: int = 0) -> int:
+    """Run pg_restore into ``url`` reporting bytes of table data (then the index builds); returns the bytes loaded."""
+    watch = CopyWatch(progress, stage, url, archive_sizes(info), indexes=indexes)
 
     def on_line(line: str) -> None:
-        nonlocal done
-        match = re.search(r'processing data for table "([^"]+)"', line)
-        if match:
-            done += 1
-            report(progress, stage, min(done, total), total, "tables", match.group(1))
-            if done == 1:
-                pause_point("restore-running")
+        watch.line(line)
+        if "processing data for table" in line and len(watch.started) == 1:
+            pause_point("restore-running")
 
-    code, lines = run_client(args, url, on_line)
-    if code != 0:
-        raise DataError(
-            f"pg_restore failed: {first_error(lines, 'pg_restore')}",
-            "the current database is unchanged",
-        )
-    report(progress, stage, total, total, "tables")
+    with watch:
+        code, lines = run_client(args, url, on_line)
+        if code != 0:
+            raise DataError(
+                f"pg_restore failed: {first_error(lines, 'pg_restore')}",
+                "the current database is unchanged",
+            )
+        measured = None
+        if watch.sizes is None:
+            with connect(url, autocommit=True) as conn:
+                measured = restored_bytes(conn)
+        return watch.finish(measured)
 
 
 def _into_scratch(settings: Settings, version_num: int, build: Callable[[URL], None], owner: str | None) -> tuple[bool, list[str]]:
@@ -328,11 +357,14 @@ def _restore_full(settings: Settings, info: ArchiveInfo, jobs: int | None, owner
     role = owner or settings.restore_owner
     tables = len(info.data_entries)
 
+    loaded: list[int] = []
+
     def build(scratch: URL) -> None:
-        run_pg_restore(pg_restore_args(pg_restore.path, info.path, scratch.database, jobs, role), scratch, tables, progress)
+        args = pg_restore_args(pg_restore.path, info.path, scratch.database, jobs, role)
+        loaded.append(run_pg_restore(args, scratch, info, progress, indexes=index_builds(info)))
 
     replaced, cleaned = _into_scratch(settings, version_num, build, _owner(settings, owner, current_owner, superuser))
-    return RestoreResult(settings.database_name, info.path, tables, time.monotonic() - started, "full", None, replaced, cleaned)
+    return RestoreResult(settings.database_name, info.path, tables, time.monotonic() - started, "full", None, replaced, cleaned, data_bytes=loaded[-1] if loaded else None)
 
 
 # -- dump-and-restore -------------------------------------------------------------------
@@ -404,10 +436,14 @@ def dump_and_restore(
     finally:
         if done and keep_dump:
             dumped.path.rename(final)
-        elif dumped.path.is_dir():
-            shutil.rmtree(dumped.path, ignore_errors=True)
+            if meta_path(dumped.path).exists():
+                meta_path(dumped.path).rename(meta_path(final))
         else:
-            dumped.path.unlink(missing_ok=True)
+            if dumped.path.is_dir():
+                shutil.rmtree(dumped.path, ignore_errors=True)
+            else:
+                dumped.path.unlink(missing_ok=True)
+            remove_meta(dumped.path)
     result.dump = dataclasses.replace(dumped, path=final)
     result.file = final
     return result
@@ -436,6 +472,7 @@ def _restore_schema(settings: Settings, info: ArchiveInfo, version_num: int, job
     jobs = jobs or settings.restore_jobs
     role = owner or settings.restore_owner
     tables = len(info.data_entries)
+    loaded: list[int] = []
 
     def build(scratch: URL) -> None:
         report(progress, "schema", 0, 2, "steps", f"migrations at {revision}")
@@ -445,9 +482,10 @@ def _restore_schema(settings: Settings, info: ArchiveInfo, version_num: int, job
             # The dump's own alembic_version rows are loaded with the data.
             conn.execute(sa.text("delete from alembic_version"))
         report(progress, "schema", 1, 2, "steps")
-        run_pg_restore(pg_restore_args(pg_restore.path, info.path, scratch.database, jobs, role, data_only=True), scratch, tables, progress, "data")
+        args = pg_restore_args(pg_restore.path, info.path, scratch.database, jobs, role, data_only=True)
+        loaded.append(run_pg_restore(args, scratch, info, progress, "data"))
         migrations.upgrade_scratch(settings, scratch, "heads", script)
         report(progress, "schema", 2, 2, "steps", "upgraded to head")
 
     replaced, cleaned = _into_scratch(settings, version_num, build, _owner(settings, owner, current_owner, superuser))
-    return RestoreResult(settings.database_name, info.path, tables, time.monotonic() - started, "schema", revision, replaced, cleaned)
+    return RestoreResult(settings.database_name, info.path, tables, time.monotonic() - started, "schema", revision, replaced, cleaned, data_bytes=loaded[-1] if loaded else None)

@@ -29,6 +29,8 @@ def load_callable(spec: str, setting: str = "DBTASKS_SEED"):
 
 def seed(settings: Settings, confirm: str | None = None, ask=None) -> dict[str, int]:
     """Run the seed function in one transaction; returns rows inserted per table."""
+    if not settings.seed:
+        raise ConfigError("no seed configured, so there is no demo data to load", "set DBTASKS_SEED or seed in [tool.dbtasks] to module:function")
     guard(settings, "load demo data", confirm, ask)
     project = str(settings.project_dir)
     if project not in sys.path:

@@ -22,7 +22,12 @@ writes, into ``docs/database/``:
 - ``diagram.svg``: the same tables drawn by Graphviz ``dot`` from a DOT graph
   (Mermaid needs a JavaScript renderer), when ``dot`` is installed. The SVG
   records the SHA-256 of its DOT source, so ``check-db-docs``
-  (:mod:`dbtasks.checks.docs`) can tell a stale picture without Graphviz.
+  (:mod:`dbtasks.checks.docs`) tells a stale picture whatever Graphviz
+  version drew it; it compares the SVG only where ``dot`` is installed (only
+  ``dot`` can redraw it) and says so otherwise.
+- the project's ``README.md``, when it marks a place for the diagram with
+  ``<!-- dbtasks:diagram:begin -->`` and ``<!-- dbtasks:diagram:end -->``
+  lines: the text between them becomes diagram.mmd in a ```mermaid fence.
 
 Everything is sorted and free of timestamps and database names, so running it
 twice gives identical bytes and a diff shows only real change.
@@ -46,6 +51,7 @@ One module per concern; this package only gathers their public names:
 - :mod:`~dbtasks.diagram.graphviz`: :func:`render_dot`, :func:`render_svg`
   and the digests (diagram.svg).
 - :mod:`~dbtasks.diagram.schema_sql`: :func:`dump_schema` (schema.sql).
+- :mod:`~dbtasks.diagram.readme`: the README's marked Mermaid block.
 - :mod:`~dbtasks.diagram.docs`: the source database, :func:`generate`,
   :func:`regenerate_db_diagram` and :func:`compare_docs`.
 """
@@ -71,6 +77,7 @@ from dbtasks.diagram.docs import (
 from dbtasks.diagram.graphviz import GRAPHVIZ_HINT, dot_digest, find_dot, render_dot, render_svg, svg_digest
 from dbtasks.diagram.mermaid import entity_name, render_mermaid
 from dbtasks.diagram.options import REGENERATE, DocsError, DocsOptions, docs_options
+from dbtasks.diagram.readme import BEGIN, END, README_FILE, ReadmeMarkerError, find_blocks
 from dbtasks.diagram.schema_sql import SCHEMA_HEADER, choose_pg_dump, dump_schema, normalize_dump, pg_dump_command
 
 __all__ = [
@@ -81,5 +88,6 @@ __all__ = [
     "GRAPHVIZ_HINT", "dot_digest", "find_dot", "render_dot", "render_svg", "svg_digest",
     "entity_name", "render_mermaid",
     "REGENERATE", "DocsError", "DocsOptions", "docs_options",
+    "BEGIN", "END", "README_FILE", "ReadmeMarkerError", "find_blocks",
     "SCHEMA_HEADER", "choose_pg_dump", "dump_schema", "normalize_dump", "pg_dump_command",
 ]

@@ -5,9 +5,18 @@ migrated to head (so the result depends on the migrations only, never on what
 a developer's database happens to hold) or, with ``from_database``, the
 configured one. :func:`generate` reads its catalog and renders every file in
 memory; :func:`regenerate_db_diagram` writes the ones whose content changed
-(nothing unless every file could be generated); :func:`compare_docs` reports,
-as plain data, which checked-in files are missing or stale.
-:mod:`dbtasks.checks.docs` turns that report into the ``docs`` check.
+(nothing unless every file could be generated) and refreshes the marked
+Mermaid block of the project's README.md (:mod:`dbtasks.diagram.readme`);
+:func:`compare_docs` reports, as plain data, which checked-in files are
+missing or stale. :mod:`dbtasks.checks.docs` turns that report into the
+``docs`` check.
+
+diagram.svg is compared only where Graphviz ``dot`` is installed, since only
+``dot`` can redraw it: elsewhere a note says it was not compared. Where it is
+compared, its staleness is decided by the SHA-256 of the DOT graph it was
+drawn from (stamped into the SVG by :func:`~dbtasks.diagram.graphviz.render_svg`),
+never by its bytes, so two Graphviz versions laying out the same graph
+differently agree that it is current.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from dbtasks.diagram.catalog import Schema, read_catalog
 from dbtasks.diagram.graphviz import GRAPHVIZ_HINT, dot_digest, find_dot, render_dot, render_svg, svg_digest
 from dbtasks.diagram.mermaid import render_mermaid
 from dbtasks.diagram.options import DocsError, DocsOptions, docs_options
+from dbtasks.diagram.readme import README_FILE, BEGIN, Block, find_blocks, read_readme, refresh, stale_blocks, write_readme
 from dbtasks.diagram.schema_sql import dump_schema
 from dbtasks.errors import UsageError
 from dbtasks.migrations import upgrade_scratch
@@ -117,6 +127,38 @@ def output_dir(settings: Settings, options: DocsOptions) -> Path:
     return path
 
 
+@dataclasses.dataclass
+class Readme:
+    """The project's README.md when regenerate-db-diagram looks after its marked block."""
+
+    path: Path
+    shown: str
+    text: str
+    blocks: list[Block]
+
+
+def project_readme(settings: Settings, notes: list[str] | None = None, skipped: str = "left alone") -> Readme | None:
+    """The README.md whose marked Mermaid block mirrors diagram.mmd, read and parsed.
+
+    None when there is no README.md, when it has no markers, or when
+    ``--output-dir`` sends this run's docs elsewhere (a one-off copy, e.g. of
+    production's schema, is not the project's diagram; a note says so).
+    Markers that do not pair up raise a one-line :class:`UsageError` before
+    anything else happens.
+    """
+    path = settings.project_dir / README_FILE
+    text = read_readme(path)
+    if text is None:
+        return None
+    shown = shown_path(path, settings.project_dir)
+    if settings.sources.get("docs_dir") == "flag":
+        if notes is not None and BEGIN in text:
+            notes.append(f"{shown} {skipped}: its marked diagram follows the project's docs directory, and --output-dir points this run elsewhere")
+        return None
+    blocks = find_blocks(text, shown)
+    return Readme(path, shown, text, blocks) if blocks else None
+
+
 def _write_if_changed(path: Path, content: str) -> bool:
     try:
         if path.read_text() == content:
@@ -139,11 +181,15 @@ def _write_if_changed(path: Path, content: str) -> bool:
 def regenerate_db_diagram(settings: Settings, options: DocsOptions | None = None, from_database: bool = False) -> RegenerateResult:
     """Write diagram.mmd, schema.sql (and diagram.svg when dot is installed) from the schema at head.
 
-    Files whose content is unchanged are not rewritten. Nothing is written
-    unless every file could be generated.
+    Also the marked Mermaid block of the project's README.md, when it has one
+    (see :mod:`dbtasks.diagram.readme`). Files whose content is unchanged are
+    not rewritten. Nothing is written unless every file could be generated,
+    and markers that do not pair up stop the run before anything is drawn.
     """
     options = options or docs_options(settings)
     directory = output_dir(settings, options)
+    notes: list[str] = []
+    readme = project_readme(settings, notes)  # bad markers stop us before anything is drawn
     docs = generate(settings, options, from_database)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -153,7 +199,7 @@ def regenerate_db_diagram(settings: Settings, options: DocsOptions | None = None
     for name in (DIAGRAM_FILE, SCHEMA_FILE):
         path = directory / name
         written.append(WrittenFile(path, "written" if _write_if_changed(path, docs.files[name]) else "unchanged"))
-    notes = list(docs.notes)
+    notes = docs.notes + notes
     svg_path = directory / SVG_FILE
     if docs.svg is not None:
         current = _read(svg_path)
@@ -162,9 +208,17 @@ def regenerate_db_diagram(settings: Settings, options: DocsOptions | None = None
         else:
             _write_if_changed(svg_path, docs.svg)
             written.append(WrittenFile(svg_path, "written"))
-    elif svg_path.exists() and svg_digest(_read(svg_path) or "") != dot_digest(docs.dot):
+    elif options.svg is not False and svg_path.exists() and svg_digest(_read(svg_path) or "") != dot_digest(docs.dot):
         written.append(WrittenFile(svg_path, "stale"))
-        notes.append(f"{svg_path.name} is now stale and `check-db-docs` will fail; {GRAPHVIZ_HINT}")
+        notes.append(
+            f"{svg_path.name} still shows the old schema (`check-db-docs` fails on it where Graphviz `dot` "
+            f"is installed, e.g. in CI); {GRAPHVIZ_HINT}"
+        )
+    if readme is not None:
+        fresh = refresh(readme.text, docs.files[DIAGRAM_FILE], readme.blocks)
+        if fresh != readme.text:
+            write_readme(readme.path, fresh)
+        written.append(WrittenFile(readme.path, "written" if fresh != readme.text else "unchanged"))
     return RegenerateResult(written, len(docs.schema.tables), len(docs.schema.relationships), notes)
 
 
@@ -176,6 +230,7 @@ def _read(path: Path) -> str | None:
 
 
 MAX_DIFF_LINES = 200
+SVG_INSTALL = "apt install graphviz"
 
 
 def unified_diff(committed: str, fresh: str, name: str) -> str:
@@ -193,9 +248,9 @@ def unified_diff(committed: str, fresh: str, name: str) -> str:
 class StaleFile:
     """A checked-in file that differs from what would be generated now."""
 
-    name: str  # diagram.mmd, schema.sql or diagram.svg
+    name: str  # diagram.mmd, schema.sql, diagram.svg or README.md
     path: str  # as shown: relative to the project directory when inside it
-    rule: str  # missing, stale (with a diff) or stale-svg (drawn from another schema)
+    rule: str  # missing, stale (with a diff), stale-readme (its marked block, with a diff) or stale-svg (drawn from another schema)
     message: str  # what is wrong; for a stale text file, followed by the unified diff
 
 
@@ -211,14 +266,19 @@ def compare_docs(settings: Settings, options: DocsOptions | None = None, from_da
     """Regenerate in memory and compare with the checked-in files.
 
     A missing or different diagram.mmd or schema.sql is a :class:`StaleFile`
-    whose message carries the unified diff; a diagram.svg whose recorded DOT
-    digest differs from the regenerated DOT is one too (no Graphviz needed
-    for that). An absent diagram.svg is only a note: it is optional.
+    whose message carries the unified diff, and so is a marked Mermaid block
+    of README.md that differs from diagram.mmd's text. diagram.svg is
+    compared only where Graphviz ``dot`` is installed (only ``dot`` can redraw
+    it; elsewhere a note says it was not compared) and unless ``svg = false``:
+    it is stale when the DOT digest it records differs from the regenerated
+    DOT graph's, whatever Graphviz version drew it. An absent diagram.svg is
+    only a note (it is optional), unless ``svg = true`` asks for it.
     """
     options = options or docs_options(settings)
     directory = output_dir(settings, options)
-    docs = generate(settings, options, from_database, render=False)
     result = DocsComparison()
+    readme = project_readme(settings, result.notes, "not compared")  # bad markers stop us before anything is drawn
+    docs = generate(settings, options, from_database, render=False)
     for name in (DIAGRAM_FILE, SCHEMA_FILE):
         path = directory / name
         shown = shown_path(path, settings.project_dir)
@@ -228,11 +288,24 @@ def compare_docs(settings: Settings, options: DocsOptions | None = None, from_da
         elif committed != docs.files[name]:
             diff = unified_diff(committed, docs.files[name], shown)
             result.stale.append(StaleFile(name, shown, "stale", f"{shown} is stale: it differs from the schema at head\n{diff}"))
+    if readme is not None:
+        for block, have, want in stale_blocks(readme.text, docs.files[DIAGRAM_FILE], readme.blocks):
+            diff = unified_diff(have, want, f"{readme.shown} (the block after line {block.line})")
+            message = f"{readme.shown}: the diagram between the {BEGIN} markers (line {block.line}) is stale: it differs from {DIAGRAM_FILE}\n{diff}"
+            result.stale.append(StaleFile(README_FILE, readme.shown, "stale-readme", message))
     svg_path = directory / SVG_FILE
-    svg = _read(svg_path)
     shown = shown_path(svg_path, settings.project_dir)
-    if svg is not None and svg_digest(svg) != dot_digest(docs.dot):
+    if options.svg is False:
+        return result  # the project keeps no SVG (svg = false)
+    if find_dot() is None:
+        result.notes.append(f"{SVG_FILE} not compared: Graphviz `dot` is not installed ({SVG_INSTALL})")
+        return result
+    svg = _read(svg_path)
+    if svg is None:
+        if options.svg:
+            result.stale.append(StaleFile(SVG_FILE, shown, "missing", f"{shown} is missing (svg = true)"))
+        else:
+            result.notes.append(f"{shown} is absent (optional; rendered when Graphviz dot is installed)")
+    elif svg_digest(svg) != dot_digest(docs.dot):
         result.stale.append(StaleFile(SVG_FILE, shown, "stale-svg", f"{shown} is stale: it was drawn from another schema"))
-    elif svg is None:
-        result.notes.append(f"{shown} is absent (optional; rendered when Graphviz dot is installed)")
     return result

@@ -32,7 +32,7 @@ ifdef CONFIRM
 export DBTASKS_CONFIRM := $(CONFIRM)
 endif
 
-.PHONY: help init db-seed start-db stop-db init-db volume-recreate \
+.PHONY: help init db-seed start-db stop-db create-db wait-db init-db volume-recreate \
 	db-shell db-protect db-unprotect db-status db-status-check db-migrate upgrade-db upgrade-prod-db db-migrate-down \
 	db-migrate-down-all db-migrate-create migrate-db revision db-migrate-empty \
 	db-migrate-current db-migrate-history db-migrate-heads db-migrate-merge-heads
@@ -52,6 +52,12 @@ start-db: ## Start the database server (idempotent)
 
 stop-db: ## Stop the database server
 	$(DBTASKS) stop-db
+
+create-db: ## Create the database if it does not exist (any server; idempotent)
+	$(DBTASKS) create-db
+
+wait-db: ## Wait until the database accepts connections (DBTASKS_WAIT_TIMEOUT, default 30 s)
+	$(DBTASKS) wait-db
 
 init-db: ## Start the database server and migrate to head
 	$(DBTASKS) init-db
@@ -130,7 +136,7 @@ override FORCE := $(value FORCE)
 override WRITE := $(value WRITE)
 export FILE FROM MODE JOBS KEEP SCRIPT DRY_RUN OLDER_THAN APPLY ALL_ROWS FORCE WRITE
 
-.PHONY: dump-db restore-db dump-and-restore backup-db run-script db-cleanup
+.PHONY: dump-db restore-db dump-and-restore dump-and-restore-to-prod backup-db run-script db-cleanup
 
 dump-db: ## Dump the database (ENV=prod for an environment) to dumps/, or FILE=path
 	$(DBTASKS) dump-db
@@ -140,6 +146,9 @@ restore-db: ## Restore FILE=path into the database; swapped in only if it fully 
 
 dump-and-restore: ## Copy FROM=prod into the local database safely (MODE=full for a plain restore)
 	$(DBTASKS) dump-and-restore
+
+dump-and-restore-to-prod: ## Copy prod INTO the local database (despite the name; same as dump-and-restore FROM=prod)
+	$(DBTASKS) dump-and-restore --from prod
 
 backup-db: ## Timestamped, verified backup into backups/, keeping the newest KEEP
 	$(DBTASKS) backup-db
