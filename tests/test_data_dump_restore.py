@@ -481,9 +481,11 @@ def test_a_foreign_dump_restores_with_progress_in_bytes_without_a_total(project,
     data = _stages(events)["restore"]
     assert all(e.total is None for e in data)
     # Measured in the restored database: about the source's size (a fresh table has no dead rows).
-    # (With --jobs the data stage closes when the first index build starts: a small table may still load.)
-    assert [e.done for e in data] == sorted(e.done for e in data)
-    assert 0.5 * dumped.data_bytes < data[-1].done <= result.data_bytes < 1.5 * dumped.data_bytes
+    # With --jobs the data stage closes when the first index build starts, and a table may
+    # still be loading then: how far the last data event got depends on timing, its bound does not.
+    assert [e.done for e in data] == sorted(e.done for e in data) and data[-1].done > 0
+    assert data[-1].done <= result.data_bytes
+    assert 0.5 * dumped.data_bytes < result.data_bytes < 1.5 * dumped.data_bytes
 
 
 def test_a_corrupt_sidecar_only_costs_the_total(project, demo_dump, target, tmp_path):
