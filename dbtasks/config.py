@@ -314,9 +314,11 @@ class Settings:
     lock_timeout: str = setting("5s", "DBTASKS_LOCK_TIMEOUT", "PostgreSQL lock_timeout of every connection dbtasks opens or hands to env.py (0: no limit).", parse_duration, group="migrations")
     statement_timeout: str | None = setting(None, "DBTASKS_STATEMENT_TIMEOUT", "PostgreSQL statement_timeout of those connections. Unset: the server's.", parse_duration, group="migrations")
     lock_retries: int = setting(3, "DBTASKS_LOCK_RETRIES", "How often a migration that hit lock_timeout is tried again, with backoff.", parse_nonnegative_int, group="migrations")
+    schema_load: str = setting("auto", "DBTASKS_SCHEMA_LOAD", "auto: init, init-db and the pytest plugin's template build a new empty database from docs/database/schema.sql when it is current (else replay the migrations); never: always replay.", one_of("auto", "never"), group="migrations")
     message: str | None = setting(None, "MIGRATE_MSG", "What a new revision does (db-migrate-create, db-migrate-empty).", argument=True, group="migrations")
     steps: int | None = setting(None, "STEPS", "How many revisions db-migrate-down undoes (default 1).", parse_positive_int, argument=True, group="migrations")
-    to_revision: str | None = setting(None, "TO", "The revision db-migrate-down goes down to, instead of STEPS (base: every revision).", argument=True, group="migrations")
+    to_revision: str | None = setting(None, "TO", "The revision db-migrate-down goes down to, instead of STEPS (base: every revision); db-migrate-sql: the last revision to print (default: the heads).", argument=True, group="migrations")
+    upto: str | None = setting(None, "UPTO", "db-squash: the revision the baseline ends at; it and every revision below it become one baseline keeping its id.", argument=True, group="migrations")
 
     # -- guardrails ------------------------------------------------------------------------
     since: str = setting("origin/main", "DBTASKS_SINCE", "Git base: lint and rehearse only revisions added or changed since it (falls back to main, then to all).", make="SINCE", group="checks", aliases=("DBTASKS_LINT_SINCE", "lint_since"))
@@ -330,6 +332,9 @@ class Settings:
     envpy_allowed_hosts: tuple[str, ...] = setting((), "DBTASKS_ENVPY_ALLOWED_HOSTS", "Hosts env.py may reach besides the scratch database while dbtasks runs it (e.g. a secrets service).", parse_list, group="checks")
     scratch_setup: str | None = setting(None, "DBTASKS_SCRATCH_SETUP", "SQL file run on every new scratch database before the first revision (objects the history expects but does not create).", group="checks")
     rehearse_rows: int = setting(20, "DBTASKS_REHEARSE_ROWS", "Generated rows per table before the new revisions are applied.", parse_positive_int, group="checks")
+    ledger_file: str | None = setting(None, "DBTASKS_LEDGER", "The revision ledger (a checksum per revision file). Unset: migrations.sum next to alembic.ini.", group="checks")
+    accept: str | None = setting(None, "ACCEPT", "db-ledger-accept: the revision whose edit is accepted into the ledger.", argument=True, group="checks")
+    reason: str | None = setting(None, "REASON", "db-ledger-accept: why the edit is safe (kept in the ledger as a comment).", argument=True, group="checks")
 
     # -- schema docs -------------------------------------------------------------------------
     docs_dir: str = setting("docs/database", "DBTASKS_DOCS_DIR", "Where diagram.mmd, schema.sql and diagram.svg live.", key=("diagram", "output_dir"), group="docs")
@@ -358,7 +363,7 @@ class Settings:
     cleanup_batch_size: int = setting(5000, "DBTASKS_CLEANUP_BATCH_SIZE", "Rows per delete transaction of db-cleanup.", parse_positive_int, key=("cleanup", "batch_size"), group="data")
     cleanup_lock_timeout: str = setting("2s", "DBTASKS_CLEANUP_LOCK_TIMEOUT", "lock_timeout of each delete batch.", key=("cleanup", "lock_timeout"), group="data")
     file: str | None = setting(None, "FILE", "The dump file to write (dump-db) or to restore (restore-db).", argument=True, group="data")
-    source: str | None = setting(None, "FROM", "Environment dump-and-restore copies from, e.g. prod.", argument=True, group="data")
+    source: str | None = setting(None, "FROM", "Environment dump-and-restore copies from, e.g. prod; db-migrate-sql: the revision to start after (base: an empty database) instead of the database's current one.", argument=True, group="data")
     mode: str = setting("schema", "MODE", "schema: our migrations at the dump's revision, then the rows; full: a plain full restore.", one_of("schema", "full"), argument=True, group="data")
     jobs: int | None = setting(None, "JOBS", "Parallel pg_dump/pg_restore jobs of this run.", parse_positive_int, argument=True, group="data")
     keep: int | None = setting(None, "KEEP", "How many backups this backup-db run keeps.", parse_positive_int, argument=True, group="data")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from dbtasks import migrations, server
+from dbtasks import migrations, schema_load, server
 from dbtasks.config import Settings
 from dbtasks.data import seed as seed_mod
 from dbtasks.safety import guard, require_own_server
@@ -13,14 +13,22 @@ from dbtasks.safety import guard, require_own_server
 @dataclasses.dataclass
 class InitResult:
     server: server.ServerStatus
-    migrate: migrations.MigrateResult
+    migrate: migrations.MigrateResult | schema_load.LoadResult  # LoadResult: built from schema.sql
     seeded: dict[str, int] | None  # None: no seed configured, demo data skipped
     status: migrations.Status
 
 
-def init_db(settings: Settings) -> tuple[server.ServerStatus, migrations.MigrateResult]:
-    """Start the database server and upgrade it to head."""
+def init_db(settings: Settings) -> tuple[server.ServerStatus, migrations.MigrateResult | schema_load.LoadResult]:
+    """Start the database server and bring the database to head.
+
+    A new, empty database is built from the checked-in schema.sql when it is
+    current and ``schema_load`` is ``auto`` (the default); otherwise, and on
+    any database that already holds a schema, the migrations are replayed
+    (:mod:`dbtasks.schema_load`).
+    """
     started = server.start_db(settings)
+    if schema_load.should_load(settings) is not None:
+        return started, schema_load.schema_load(settings)
     return started, migrations.upgrade(settings)
 
 

@@ -363,6 +363,35 @@ def current_revisions(settings: Settings) -> list[str]:
         return sorted(MigrationContext.configure(conn).get_current_heads())
 
 
+# db-squash (dbtasks/squash.py) writes these into a baseline revision: the ids it
+# replaced and the commit it was made from, so a database stamped at a replaced
+# revision gets one line saying how to reach the baseline.
+SQUASHED = "dbtasks_squashed"
+SQUASHED_FROM = "dbtasks_squashed_from"
+
+
+def squashed_into(script: ScriptDirectory, revision: str) -> Script | None:
+    """The baseline that replaced ``revision``, if a squash removed it."""
+    for base in script.get_bases():
+        found = script.get_revision(base)
+        if found is not None and revision in (getattr(found.module, SQUASHED, None) or ()):
+            return found
+    return None
+
+
+def squashed_message(script: ScriptDirectory, revision: str) -> MigrationError | None:
+    """The one line for a database stamped at a squashed revision (None when ``revision`` was not squashed)."""
+    baseline = squashed_into(script, revision)
+    if baseline is None:
+        return None
+    commit = getattr(baseline.module, SQUASHED_FROM, None)
+    where = f"`git switch --detach {commit[:12]}`" if commit else f"check out the commit before {shown_path(baseline.path)} became a baseline (`git log -- {shown_path(baseline.path)}`)"
+    return MigrationError(
+        f"the database is at revision {revision}, which db-squash folded into the baseline {baseline.revision} ({shown_path(baseline.path)}); it must reach {baseline.revision} with the old history once",
+        f"{where}, run `{names.command('db-migrate')}`, `git switch -` back, then carry on (or start afresh with `{names.command('volume-recreate')}`)",
+    )
+
+
 def check_applied_known(settings: Settings, current: list[str], script: ScriptDirectory | None = None) -> None:
     """The database's revision must exist in this checkout's history.
 
@@ -375,6 +404,10 @@ def check_applied_known(settings: Settings, current: list[str], script: ScriptDi
     if not unknown:
         return
     rev = unknown[0]
+    with translate_errors(settings):  # a revision db-squash folded into a baseline
+        squashed = squashed_message(script, rev)
+    if squashed is not None:
+        raise squashed
     found = _branch_holding(script, unknown, current)
     if found is not None:
         branch, steps, base = found

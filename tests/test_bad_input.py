@@ -18,6 +18,7 @@ import hashlib
 import os
 import socket
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from sqlalchemy.engine import URL
 
 from dbtasks.database import create_database, drop_database, make_engine, scratch_name
 
-from .conftest import assert_one_line_error, copy_project, run, run_just, run_make, url_str
+from .conftest import REPO, assert_one_line_error, copy_project, run, run_just, run_make, url_str
 
 HEAD = "f689c66d672f"
 
@@ -115,6 +116,27 @@ ROWS = [
     r("to-unknown-cli", "cli", "downgrade --to zzz", "unknown revision 'zzz'", "dbtasks history"),
     r("to-current-just", "just", "db-migrate-down", f"at {HEAD} already", code=1, env={"TO": HEAD}),
     r("upgrade-unknown-cli", "cli", "upgrade zzz", "unknown revision 'zzz'"),
+    # -- db-migrate-sql given revisions it does not know, or no database to read the start from
+    r("migrate-sql-from-unknown-make", "make", "db-migrate-sql FROM=zzz", "FROM=zzz: no such revision", "make db-migrate-history", "FROM=base"),
+    r("migrate-sql-to-unknown-just", "just", "db-migrate-sql base zzz", "TO=zzz: no such revision", "just db-migrate-history"),
+    r("migrate-sql-to-unknown-cli", "cli", "migrate-sql --to zzz", "--to zzz: no such revision", "dbtasks history"),
+    r("migrate-sql-closed-make", "make", "db-migrate-sql", CLOSED, database="closed"),
+    r("migrate-sql-noenv-cli", "cli", "--env nosuch migrate-sql", *NOENV),
+    r("migrate-sql-syntax-just", "just", "db-migrate-sql", "cannot be parsed", "bad_syntax.py", project="badrev"),
+    # -- db-schema-load: no schema.sql, one that draws only some tables, a database that is not empty
+    r("schema-load-missing-cli", "cli", "schema-load", "cannot load the schema: docs/database/schema.sql is missing", "dbtasks regenerate-db-diagram"),
+    r("schema-load-partial-just", "just", "db-schema-load", "holds only some tables", "just regenerate-db-diagram", env={"DBTASKS_DIAGRAM_EXCLUDE": "users"}),
+    r("schema-load-not-empty-make", "make", "db-schema-load", "it is not empty (it has table public.alembic_version)", "make db-migrate",
+      env={"DBTASKS_DOCS_DIR": str(REPO / "docs" / "database")}),
+    r("schema-load-closed-cli", "cli", "schema-load", CLOSED, database="closed", env={"DBTASKS_DOCS_DIR": str(REPO / "docs" / "database"), "DBTASKS_CONFIRM": "app"}),
+    r("schema-load-setting-make", "make", "init-db", "DBTASKS_SCHEMA_LOAD", "auto, never", env={"DBTASKS_SCHEMA_LOAD": "sometimes"}),
+    # -- the revision ledger: none in this project, or an accept without its revision or reason
+    r("ledger-missing-make", "make", "db-ledger", "there is no revision ledger", "make db-ledger-init"),
+    r("ledger-update-missing-cli", "cli", "ledger --update", "there is no revision ledger", "dbtasks ledger --init"),
+    r("ledger-accept-no-reason-just", "just", f"db-ledger-accept {HEAD}", "needs a reason", f"just db-ledger-accept {HEAD}"),
+    r("ledger-reason-no-rev-make", "make", "db-ledger-accept REASON=safe", "ACCEPT is empty", "make db-ledger-accept ACCEPT="),
+    r("ledger-accept-and-init-cli", "cli", f"ledger --init --accept {HEAD} --reason x", "pass one of --init"),
+    r("ledger-check-format-cli", "cli", "check-ledger --format xml", "Invalid value for '--format'", "dbtasks check-ledger --help"),
     r("msg-empty-make", "make", "db-migrate-create", "MIGRATE_MSG is empty", "make db-migrate-create MIGRATE_MSG="),
     r("msg-empty-just", "just", "db-migrate-empty", "MIGRATE_MSG is empty", "just"),
     r("msg-symbols-cli", "cli", ["revision", "--empty", "-m", ";;;"], "no letters or digits"),
@@ -194,6 +216,16 @@ ROWS = [
     r("foreign-port-status-cli", "cli", "status", "not this", "DBTASKS_PG_PORT", "pg_port in [tool.dbtasks]", database="foreign"),
     r("foreign-port-migrate-make", "make", "db-migrate", "not this", "DBTASKS_PG_PORT", database="foreign"),
     r("foreign-port-start-just", "just", "start-db", "already in use", "DBTASKS_PG_PORT", database="foreign"),
+    # -- db-squash refusals: nothing is written (squashgit: two heads, committed; squashdirty: an uncommitted edit)
+    r("squash-no-upto-make", "make", "db-squash", "UPTO is empty", "make db-squash UPTO="),
+    r("squash-unknown-cli", "cli", "squash --upto zzz", "UPTO=zzz", "dbtasks history"),
+    r("squash-unknown-just", "just", "db-squash zzz", "UPTO=zzz", "just db-migrate-history"),
+    r("squash-only-base-make", "make", f"db-squash UPTO={HEAD}", "nothing to squash"),  # make: 2
+    r("squash-not-ancestor-cli", "cli", "squash --upto b1", "not an ancestor of head b2", "merge", project="squashgit"),
+    r("squash-not-ancestor-make", "make", "db-squash UPTO=b1", "not an ancestor of head b2", "make db-migrate-merge-heads", project="squashgit"),
+    r("squash-dirty-cli", "cli", "squash --upto a1", "git tree is dirty", "commit or stash", "dbtasks squash --upto a1", project="squashdirty"),
+    r("squash-dirty-just", "just", "db-squash a1", "git tree is dirty", "just db-squash a1", project="squashdirty"),
+    r("squash-no-git-cli", "cli", "squash --upto a1", "not in a git repository", project="squashnogit"),
 ]
 
 
@@ -262,6 +294,21 @@ def stage(tmp_path_factory, dbtasks_server_url: URL, dbtasks_template: URL):
     (badtoml / "alembic.ini").write_text("[alembic]\nscript_location = alembic\n")
     (badtoml / "pyproject.toml").write_text("[project\nname = 'x'\n")
     badreadme = copy_project(root / "badreadme")
+    # db-squash: a git project with two heads (b1, b2 off HEAD), one with an uncommitted edit, one without git.
+    squash_projects = {name: copy_project(root / name) for name in ("squashgit", "squashdirty", "squashnogit")}
+    for name, revs in (("squashgit", ("b1", "b2")), ("squashdirty", ("a1",)), ("squashnogit", ("a1",))):
+        for rev in revs:
+            (squash_projects[name] / "alembic" / "versions" / f"{rev}_x.py").write_text(
+                f'"""{rev}"""\nrevision = "{rev}"\ndown_revision = "{HEAD}"\nbranch_labels = None\ndepends_on = None\n\n\n'
+                "def upgrade():\n    pass\n\n\ndef downgrade():\n    pass\n"
+            )
+    for name in ("squashgit", "squashdirty"):
+        git = ["git", "-C", str(squash_projects[name]), "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "commit.gpgsign=false"]
+        (squash_projects[name] / ".gitignore").write_text("__pycache__/\n")
+        for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "x"]):
+            subprocess.run(git + args, check=True, capture_output=True)
+    with (squash_projects["squashdirty"] / "alembic" / "versions" / "a1_x.py").open("a") as fh:
+        fh.write("# an edit not committed yet\n")
     (badreadme / "README.md").write_text("# App\n\n<!-- dbtasks:diagram:begin -->\n```mermaid\nerDiagram\n```\n")
     # Retention policies that cannot be right: a table name that is SQL, a text column.
     sqlname = copy_project(root / "sqlname")
@@ -306,7 +353,7 @@ def stage(tmp_path_factory, dbtasks_server_url: URL, dbtasks_template: URL):
     threading.Thread(target=serve, daemon=True).start()
     try:
         yield {
-            "projects": {"main": main, "badenv": badenv, "badrev": badrev, "sqlname": sqlname, "textcol": textcol, "badreadme": badreadme, "bare": bare, "badtoml": badtoml},
+            "projects": {"main": main, "badenv": badenv, "badrev": badrev, "sqlname": sqlname, "textcol": textcol, "badreadme": badreadme, "bare": bare, "badtoml": badtoml, **squash_projects},
             "url": url, "weak_url": url.set(username=weak, password="weakpw"),
             "http_port": listener.getsockname()[1], "root": root,
         }

@@ -154,7 +154,7 @@ LANGUAGES = {
     "node", "perl", "pygrep", "python", "r", "ruby", "rust", "script", "swift", "system", "unsupported",
     "unsupported_script",
 }
-HOOK_CHECK = {"dbtasks-heads": "heads", "dbtasks-lint": "lint", "dbtasks-docs": "docs"}
+HOOK_CHECK = {"dbtasks-heads": "heads", "dbtasks-lint": "lint", "dbtasks-docs": "docs", "dbtasks-ledger": "ledger"}
 
 
 def hooks() -> list[dict]:
@@ -197,9 +197,10 @@ def test_pre_commit_hooks_run_the_verbs_of_their_checks():
 
 
 @pytest.mark.parametrize("path, ran_by", [
-    ("alembic/versions/2024_01_01_1200_abc123_add_x.py", {"dbtasks-heads", "dbtasks-lint", "dbtasks-docs"}),
-    ("backend/migrations/versions/abc123_add_x.py", {"dbtasks-heads", "dbtasks-lint", "dbtasks-docs"}),
-    ("alembic.ini", {"dbtasks-heads", "dbtasks-lint", "dbtasks-docs"}),
+    ("alembic/versions/2024_01_01_1200_abc123_add_x.py", {"dbtasks-heads", "dbtasks-lint", "dbtasks-docs", "dbtasks-ledger"}),
+    ("backend/migrations/versions/abc123_add_x.py", {"dbtasks-heads", "dbtasks-lint", "dbtasks-docs", "dbtasks-ledger"}),
+    ("alembic.ini", {"dbtasks-heads", "dbtasks-lint", "dbtasks-docs", "dbtasks-ledger"}),
+    ("migrations.sum", {"dbtasks-ledger"}),
     ("pyproject.toml", {"dbtasks-lint", "dbtasks-docs"}),
     ("docs/database/schema.sql", {"dbtasks-docs"}),
     ("README.md", {"dbtasks-docs"}),

@@ -301,31 +301,11 @@ class _Linter:
         if not sql:
             return
         try:
-            squawk = find_squawk()
+            find_squawk()
         except ConfigError as exc:  # an optional extra: the other rules still run, with one note
             self.no_squawk = f"squawk's SQL safety rules not checked: {exc}"
             return
-        with tempfile.TemporaryDirectory(prefix="dbtasks-lint-") as tmp:
-            files = {}
-            for rev, text in sql.items():
-                path = Path(tmp) / f"{rev}.sql"
-                path.write_text(text)
-                files[str(path)] = rev
-            args = [squawk, "--reporter", "json", "--no-error-on-unmatched-pattern"]
-            if self.settings.lint_pg_version:
-                args += ["--pg-version", self.settings.lint_pg_version]
-            if self.settings.lint_squawk_exclude:
-                args += ["--exclude", ",".join(self.settings.lint_squawk_exclude)]
-            proc = subprocess.run([*args, *files], capture_output=True, text=True, cwd=tmp)
-            try:
-                reports = json.loads(proc.stdout or "[]")
-            except json.JSONDecodeError:
-                first = (proc.stderr or proc.stdout).strip().splitlines()
-                raise ConfigError(f"squawk failed: {first[0] if first else 'no output'}", "check the squawk installation (pip install squawk-cli)") from None
-        for report in reports:
-            rev = files.get(report.get("file"))
-            if rev is None:
-                rev = Path(report.get("file", "")).stem
+        for rev, report in ((rev, report) for rev, found in squawk_reports(self.settings, sql).items() for report in found):
             item = by_revision.get(rev)
             if item is None:
                 continue
@@ -413,6 +393,43 @@ def _strip_version_table(sql: str) -> str:
     if "COMMIT;" in words and ("BEGIN;" not in words or words.index("COMMIT;") < words.index("BEGIN;")):
         kept.insert(0, "BEGIN;")
     return "\n\n".join(kept) + "\n"
+
+
+def squawk_reports(settings: Settings, texts: dict[str, str]) -> dict[str, list[dict]]:
+    """Run squawk once over several SQL texts (key -> SQL); its JSON reports per key.
+
+    Each report has squawk's ``rule_name``, ``message``, ``help`` and the
+    0-based ``line``/``line_end`` within that text. Uses the settings'
+    ``lint_pg_version`` and ``lint_squawk_exclude``. :class:`ConfigError` when
+    squawk is not installed or fails (db-migrate-sql shares this with lint).
+    """
+    squawk = find_squawk()
+    found: dict[str, list[dict]] = {key: [] for key in texts}
+    if not texts:
+        return found
+    with tempfile.TemporaryDirectory(prefix="dbtasks-lint-") as tmp:
+        files = {}
+        for number, (key, text) in enumerate(texts.items()):
+            path = Path(tmp) / f"{number}.sql"
+            path.write_text(text)
+            files[str(path)] = key
+        args = [squawk, "--reporter", "json", "--no-error-on-unmatched-pattern"]
+        if settings.lint_pg_version:
+            args += ["--pg-version", settings.lint_pg_version]
+        if settings.lint_squawk_exclude:
+            args += ["--exclude", ",".join(settings.lint_squawk_exclude)]
+        proc = subprocess.run([*args, *files], capture_output=True, text=True, cwd=tmp)
+        try:
+            reports = json.loads(proc.stdout or "[]")
+        except json.JSONDecodeError:
+            first = (proc.stderr or proc.stdout).strip().splitlines()
+            raise ConfigError(f"squawk failed: {first[0] if first else 'no output'}", "check the squawk installation (pip install squawk-cli)") from None
+    for report in reports:
+        name = report.get("file", "")
+        key = files.get(name) or files.get(str(Path(tmp) / Path(name).name))
+        if key is not None:
+            found[key].append(report)
+    return found
 
 
 def find_squawk() -> str:

@@ -1,8 +1,11 @@
 """A schema snapshot from the PostgreSQL catalog, and the difference between two.
 
-The snapshot covers what a downgrade must restore: schemas, tables and views,
-columns (type, nullability, default, identity), indexes, constraints, enum
-types with their labels, sequences, functions, triggers and extensions. It is
+The snapshot covers what a downgrade must restore, and what a schema loaded
+from schema.sql must share with one built by replaying the history: schemas,
+tables and views (with their definitions), columns (type, nullability,
+default, identity), indexes, constraints, enum types with their labels,
+domains, composite types, sequences and the column owning each, functions
+(their whole definition), triggers, extensions and comments. It is
 read with a handful of catalog queries (no per-table reflection), so taking
 one after every migration step stays cheap on long histories.
 """
@@ -67,11 +70,40 @@ QUERIES = {
                || ' min ' || min_value || ' max ' || max_value || case when cycle then ' cycle' else '' end
         from pg_sequences where schemaname not in {SYSTEM}
     """,
+    "sequence owner": f"""
+        select n.nspname || '.' || s.relname, tn.nspname || '.' || t.relname || '.' || a.attname
+               || case d.deptype when 'i' then ' (identity)' else '' end
+        from pg_class s
+        join pg_namespace n on n.oid = s.relnamespace
+        join pg_depend d on d.classid = 'pg_class'::regclass and d.objid = s.oid
+             and d.refclassid = 'pg_class'::regclass and d.deptype in ('a', 'i')
+        join pg_class t on t.oid = d.refobjid
+        join pg_namespace tn on tn.oid = t.relnamespace
+        join pg_attribute a on a.attrelid = t.oid and a.attnum = d.refobjsubid
+        where s.relkind = 'S' and n.nspname not in {SYSTEM}
+    """,
+    "domain": f"""
+        select n.nspname || '.' || t.typname,
+               format_type(t.typbasetype, t.typtypmod) || case when t.typnotnull then ' not null' else '' end
+               || coalesce(' default ' || t.typdefault, '')
+               || coalesce((select ' ' || string_agg(pg_get_constraintdef(c.oid), ' ' order by c.conname)
+                            from pg_constraint c where c.contypid = t.oid), '')
+        from pg_type t join pg_namespace n on n.oid = t.typnamespace
+        where t.typtype = 'd' and n.nspname not in {SYSTEM}
+    """,
+    "composite type": f"""
+        select n.nspname || '.' || t.typname,
+               (select string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' order by a.attnum)
+                from pg_attribute a where a.attrelid = t.typrelid and a.attnum > 0 and not a.attisdropped)
+        from pg_type t join pg_namespace n on n.oid = t.typnamespace join pg_class c on c.oid = t.typrelid
+        where t.typtype = 'c' and c.relkind = 'c' and n.nspname not in {SYSTEM}
+    """,
     "view definition": f"""
         select schemaname || '.' || viewname, definition from pg_views where schemaname not in {SYSTEM}
     """,
     "function": f"""
-        select n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', md5(p.prosrc)
+        select n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+               md5(case when p.prokind in ('f', 'p') then pg_get_functiondef(p.oid) else p.prosrc end)
         from pg_proc p join pg_namespace n on n.oid = p.pronamespace
         where n.nspname not in {SYSTEM}
           and not exists (select 1 from pg_depend d where d.objid = p.oid and d.deptype = 'e')
@@ -82,6 +114,25 @@ QUERIES = {
         where not t.tgisinternal and n.nspname not in {SYSTEM}
     """,
     "extension": "select extname, extversion from pg_extension",
+    # Comments on the user's objects (not on an extension's members): the object as
+    # pg_describe_object names it, sub-objects (columns) included.
+    "comment": f"""
+        select pg_describe_object(d.classoid, d.objoid, d.objsubid), d.description
+        from pg_description d
+        where d.classoid in ('pg_class'::regclass, 'pg_type'::regclass, 'pg_proc'::regclass, 'pg_constraint'::regclass,
+                             'pg_trigger'::regclass, 'pg_namespace'::regclass)
+          and not exists (select 1 from pg_depend e where e.classid = d.classoid and e.objid = d.objoid and e.deptype = 'e')
+          and coalesce(
+                case d.classoid
+                  when 'pg_class'::regclass then (select relnamespace from pg_class where oid = d.objoid and relname <> :version_table)
+                  when 'pg_type'::regclass then (select typnamespace from pg_type where oid = d.objoid)
+                  when 'pg_proc'::regclass then (select pronamespace from pg_proc where oid = d.objoid)
+                  when 'pg_constraint'::regclass then (select connamespace from pg_constraint where oid = d.objoid)
+                  when 'pg_trigger'::regclass then (select c.relnamespace from pg_trigger t join pg_class c on c.oid = t.tgrelid where t.oid = d.objoid)
+                  when 'pg_namespace'::regclass then d.objoid
+                end, 'pg_catalog'::regnamespace
+              ) not in (select oid from pg_namespace where nspname in {SYSTEM})
+    """,
 }
 
 Snapshot = dict[str, dict[str, str]]

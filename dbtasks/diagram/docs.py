@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
 from dbtasks.config import Settings, shown_path
@@ -38,9 +39,9 @@ from dbtasks.diagram.graphviz import GRAPHVIZ_HINT, dot_digest, find_dot, render
 from dbtasks.diagram.mermaid import render_mermaid
 from dbtasks.diagram.options import DocsError, DocsOptions, docs_options
 from dbtasks.diagram.readme import README_FILE, BEGIN, Block, find_blocks, read_readme, refresh, stale_blocks, write_readme
-from dbtasks.diagram.schema_sql import dump_schema
+from dbtasks.diagram.schema_sql import dump_schema, history_fingerprint, stamp_schema
 from dbtasks.errors import UsageError
-from dbtasks.migrations import upgrade_scratch
+from dbtasks.migrations import current_revisions, script_directory, upgrade_scratch
 from dbtasks.safety import scratch_home
 
 DIAGRAM_FILE = "diagram.mmd"
@@ -52,7 +53,7 @@ SVG_FILE = "diagram.svg"
 
 
 @contextlib.contextmanager
-def source_database(settings: Settings, from_database: bool = False) -> Iterator[URL]:
+def source_database(settings: Settings, from_database: bool = False, script: ScriptDirectory | None = None) -> Iterator[URL]:
     """The database to draw: the configured one, or a scratch one migrated to head.
 
     The scratch database lives on the configured database's server (the local
@@ -68,7 +69,7 @@ def source_database(settings: Settings, from_database: bool = False) -> Iterator
     home = scratch_home(settings, "the docs' scratch database")
     # template0, not template1: whatever a machine added to template1 must not show up in the docs
     with scratch(home, "template0", "dbtasks_docs", why="the docs are drawn from a scratch database (or set FROM_DATABASE=1, --from-database)") as url:
-        upgrade_scratch(settings, url, "head")
+        upgrade_scratch(settings, url, "head", script=script)
         yield url
 
 
@@ -89,11 +90,15 @@ class GeneratedDocs:
 def generate(settings: Settings, options: DocsOptions | None = None, from_database: bool = False, render: bool = True) -> GeneratedDocs:
     """Read the schema (scratch database at head, or the configured one) and render every file."""
     options = options or docs_options(settings)
-    with source_database(settings, from_database) as url:
+    script = script_directory(settings)
+    with source_database(settings, from_database, script) as url:
         with connect(url) as conn:
             schema = read_catalog(conn, options)
             conn.rollback()
         sql = dump_schema(settings, url, schema, options)
+    # The revision(s) the schema is at, and a hash of the revision files: db-schema-load trusts schema.sql by them.
+    revisions = current_revisions(settings) if from_database else script.get_heads()
+    sql = stamp_schema(sql, revisions, history_fingerprint(script)[0])
     docs = GeneratedDocs(schema, {DIAGRAM_FILE: render_mermaid(schema), SCHEMA_FILE: sql}, render_dot(schema))
     if render and options.svg is not False:
         dot = find_dot()

@@ -1,7 +1,11 @@
 """schema.sql: ``pg_dump --schema-only``, normalized so it depends on the schema only.
 
 No version banner, no ``SET`` preamble, no ``\\restrict`` keys, no owners or
-privileges unless asked for, collapsed blank lines. Like Rails'
+privileges unless asked for, collapsed blank lines. The header's
+``-- dbtasks: revision ...`` line records the head(s) it was dumped at, a
+hash of the revision files and a hash of the SQL below the header
+(:func:`stamp_schema`): ``db-schema-load`` trusts the file only while all
+three still hold (:mod:`dbtasks.schema_load`). Like Rails'
 ``structure.sql``, a pull request shows the schema change next to the
 migration that makes it. The dump skips the tables the diagram leaves out,
 and runs the pg_dump that matches the server's major version.
@@ -9,8 +13,14 @@ and runs the pg_dump that matches the server's major version.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
 import subprocess
+from pathlib import Path
+from typing import Iterable
+
+from alembic.script import Script, ScriptDirectory
 
 from sqlalchemy.engine import URL
 
@@ -54,6 +64,92 @@ def normalize_dump(text: str, owners: bool = False) -> str:
         out.append(line)
     body = re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip("\n")
     return SCHEMA_HEADER + "\n" + body + "\n"
+
+
+# -- the header line that lets db-schema-load trust the file ------------------------
+
+STAMP_PREFIX = "-- dbtasks: "
+_STAMP = re.compile(
+    r"(?m)^-- dbtasks: revision (?P<revisions>[^;\n]+); migrations sha256:(?P<migrations>[0-9a-f]{64}); "
+    r"schema sha256:(?P<schema>[0-9a-f]{64})$\n"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stamp:
+    """What schema.sql's ``-- dbtasks:`` line records.
+
+    ``revisions``: the head(s) the schema was dumped at. ``migrations``: the
+    SHA-256 of the revision files at that time (:func:`history_fingerprint`):
+    the same files make the same history, so the same head(s).
+    ``schema``: the SHA-256 of the file's SQL below the header, so an edit by
+    hand shows. ``body_matches``: whether that SQL still hashes to it.
+    """
+
+    revisions: tuple[str, ...]
+    migrations: str
+    schema: str
+    body_matches: bool
+
+
+def revision_files(script: ScriptDirectory) -> list[tuple[str, Path]]:
+    """Every ``.py`` file Alembic would read as a revision, as (path inside its version location, path).
+
+    Listed the way Alembic lists them (every version location, recursively
+    when ``recursive_version_locations`` is on), without importing any: the
+    file names and bytes are enough to tell whether the history changed.
+    """
+    files = []
+    for location in script._version_locations:
+        if not location.exists():
+            continue
+        for path in Script._list_py_dir(script, location):
+            if path.suffix == ".py" and path.name != "__init__.py" and not path.name.startswith(".#"):
+                files.append((path.relative_to(location).as_posix(), path))
+    return sorted(files)
+
+
+def history_fingerprint(script: ScriptDirectory) -> tuple[str, int]:
+    """(SHA-256 over every revision file's name and text, line endings normalized; how many files).
+
+    Any edit of any revision file, a new revision or a removed one changes
+    it, and no revision module is imported to compute it, so a cheap test of
+    schema.sql stays cheap on a history of thousands of revisions.
+    """
+    digest = hashlib.sha256()
+    files = revision_files(script)
+    for name, path in files:
+        text = path.read_bytes().replace(b"\r\n", b"\n")
+        digest.update(f"{name}\0{len(text)}\0".encode())
+        digest.update(text)
+    return digest.hexdigest(), len(files)
+
+
+def _body(sql: str) -> str:
+    """schema.sql below its header (the comment lines up to the first blank line)."""
+    head, sep, body = sql.partition("\n\n")
+    return body if sep else ""
+
+
+def stamp_schema(sql: str, revisions: Iterable[str], migrations: str) -> str:
+    """``sql`` (as :func:`normalize_dump` made it) with the ``-- dbtasks:`` line after its header."""
+    head, sep, body = sql.partition("\n\n")
+    line = (
+        f"{STAMP_PREFIX}revision {','.join(sorted(revisions)) or 'base'}; migrations sha256:{migrations}; "
+        f"schema sha256:{hashlib.sha256(body.encode()).hexdigest()}"
+    )
+    return head + "\n" + line + sep + body
+
+
+def read_stamp(sql: str) -> Stamp | None:
+    """The ``-- dbtasks:`` line of schema.sql's header, or None when it has none."""
+    head = sql.partition("\n\n")[0] + "\n"
+    match = _STAMP.search(head)
+    if not match:
+        return None
+    revisions = tuple(r for r in match["revisions"].split(",") if r and r != "base")
+    matches = hashlib.sha256(_body(sql).encode()).hexdigest() == match["schema"]
+    return Stamp(revisions, match["migrations"], match["schema"], matches)
 
 
 def _pattern_literal(name: str) -> str:

@@ -89,6 +89,10 @@ upgrade-db: ## Alias of db-migrate
 upgrade-prod-db: ## Upgrade the prod environment (PROD_DATABASE_URL) to head, after confirmation
 	DBTASKS_ENV=prod $(DBTASKS) upgrade
 
+.PHONY: db-schema-load
+db-schema-load: ## Create an empty database's schema from docs/database/schema.sql and stamp it (refuses when stale or not empty)
+	$(DBTASKS) schema-load
+
 db-migrate-down: ## Undo the last STEPS revisions (default 1), or down to TO=<revision>
 	$(DBTASKS) downgrade
 
@@ -118,6 +122,18 @@ db-migrate-heads: ## The head revisions (more than one must be merged)
 
 db-migrate-merge-heads: ## Write a merge revision joining all heads
 	$(DBTASKS) merge-heads
+
+.PHONY: db-migrate-sql
+# FROM and TO reach dbtasks through the environment (exported in this file).
+db-migrate-sql: ## Print the SQL db-migrate would run, squawk findings as comments (FROM=<rev> TO=<rev>)
+	$(DBTASKS) migrate-sql
+
+.PHONY: db-squash
+# UPTO reaches dbtasks through the environment, never as shell text.
+override UPTO := $(value UPTO)
+export UPTO
+db-squash: ## Replace the revisions up to UPTO=<rev> with one baseline revision keeping its id (verified first)
+	$(DBTASKS) squash
 
 # -- data: dump, restore, backup, backfill scripts, cleanup --------------------
 # FILE, FROM, MODE, JOBS, KEEP, SCRIPT, DRY_RUN, OLDER_THAN and APPLY reach
@@ -189,7 +205,7 @@ endif
 .PHONY: check db-check-migrations db-check-heads db-migrate-linearize db-lint-migrations \
 	db-check-roundtrip db-rehearse
 
-check: ## Every migration guardrail, one summary table: heads, lint, roundtrip, drift, rehearse, docs
+check: ## Every migration guardrail, one summary table: heads, ledger, lint, roundtrip, drift, rehearse, docs
 	$(DBTASKS) check
 
 db-check-migrations: ## Fail when the models differ from the migrations (scratch database, autogenerate)
@@ -197,6 +213,29 @@ db-check-migrations: ## Fail when the models differ from the migrations (scratch
 
 db-check-heads: ## Fail when the history has more than one head
 	$(DBTASKS) check-heads
+
+# The revision ledger (migrations.sum): ACCEPT and REASON reach dbtasks as
+# environment variables, never as shell text.
+override ACCEPT := $(value ACCEPT)
+override REASON := $(value REASON)
+export ACCEPT REASON
+
+.PHONY: db-check-ledger db-ledger db-ledger-init db-ledger-update db-ledger-accept
+
+db-check-ledger: ## Fail when a revision already on the default branch was edited after it was recorded in the ledger
+	$(DBTASKS) check-ledger
+
+db-ledger: ## Show the revision ledger: revisions edited, unrecorded or removed since they were recorded
+	$(DBTASKS) ledger
+
+db-ledger-init: ## Write the revision ledger (migrations.sum) for the existing history
+	$(DBTASKS) ledger --init
+
+db-ledger-update: ## Record new revisions and edits of revisions only on this branch in the ledger
+	$(DBTASKS) ledger --update
+
+db-ledger-accept: ## Re-record an edited merged revision: ACCEPT=<rev> REASON="why" (the reason stays in the ledger)
+	$(DBTASKS) ledger
 
 db-migrate-linearize: ## Rebase the newer branch onto the other head: one straight history
 	$(DBTASKS) linearize
