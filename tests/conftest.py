@@ -56,6 +56,11 @@ def url_str(url: URL) -> str:
     return url.render_as_string(hide_password=False)
 
 
+# `make test` exports DBTASKS_RUNNER=make (the Makefile does, for its recipes): the suite's own
+# process is no recipe, so remedies computed in-process name what the test sets up, not make.
+os.environ.pop("DBTASKS_RUNNER", None)
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment of a subprocess, without any database setting of the caller.
 
