@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from dbtasks.database import make_engine
 
-from .conftest import DBTASKS, assert_one_line_error, clean_env, run, run_make, scalar, tables, url_str
+from .conftest import DBTASKS, assert_one_line_error, clean_env, copy_project, run, run_make, scalar, tables, url_str
 from .data_helpers import fingerprint, remote_available, REMOTE, execute, new_database, drop_database, rows
 
 POLICIES = '\n[tool.dbtasks.cleanup.tables]\ntasks = "created_at"\n'
@@ -72,17 +72,39 @@ def test_protect_on_a_database_the_user_cannot_write(project, dbtasks_database):
 # -- every destructive verb, every route ------------------------------------------------
 
 
-@pytest.fixture
-def marked(project, dbtasks_database, tmp_path):
-    """A marked database at head with rows, a dump of it, policies and a script in the project."""
-    execute(dbtasks_database, "insert into users (email, name) values ('a@x', 'a')")
-    proc = run(["dump-db", "-o", str(tmp_path / "it.dump")], project, DATABASE_URL=url_str(dbtasks_database))
+def _mark_world(project: Path, url, dump: Path):
+    """Rows, a dump of them, the mark, cleanup policies and a wiping script in the project."""
+    execute(url, "insert into users (email, name) values ('a@x', 'a')")
+    proc = run(["dump-db", "-o", str(dump)], project, DATABASE_URL=url_str(url))
     assert proc.returncode == 0, proc.stderr
-    mark(dbtasks_database)
+    mark(url)
     with (project / "pyproject.toml").open("a") as fh:
         fh.write(POLICIES)
     (project / "wipe.py").write_text(SCRIPT)
-    return dbtasks_database
+    return url
+
+
+@pytest.fixture
+def marked(project, dbtasks_database, tmp_path):
+    """A marked database at head with rows, a dump of it (tmp_path/it.dump), policies and a script in the project."""
+    return _mark_world(project, dbtasks_database, tmp_path / "it.dump")
+
+
+@pytest.fixture(scope="module")
+def refusing(tmp_path_factory, dbtasks_server_url, dbtasks_template):
+    """One marked world shared by the every-verb-every-route tests: a refusal changes nothing
+    (each test proves it), so one database, dump and project serve them all (per xdist worker)."""
+    from dbtasks.database import create_database, drop_database as drop, scratch_name
+
+    root = tmp_path_factory.mktemp("refusing")
+    project = copy_project(root / "project")
+    url = create_database(dbtasks_server_url, scratch_name("dbtasks_marked"), template=dbtasks_template.database)
+    src = create_database(dbtasks_server_url, scratch_name("dbtasks_src"))
+    try:
+        yield project, _mark_world(project, url, root / "it.dump"), root / "it.dump", src
+    finally:
+        drop(dbtasks_server_url, url.database)
+        drop(dbtasks_server_url, src.database)
 
 
 VERBS = {
@@ -101,11 +123,12 @@ ROUTES = ["ENV", "DATABASE_URL", "--database-url", ".env"]
 
 @pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("verb", list(VERBS))
-def test_a_marked_database_refuses_every_destructive_verb_by_every_route(project, marked, empty_database, tmp_path, verb, route):
+def test_a_marked_database_refuses_every_destructive_verb_by_every_route(refusing, verb, route):
     """The test server is listed as a development server: only the mark protects here."""
+    project, marked, dump, src = refusing
     url = url_str(marked)
-    args = [a.replace("{dump}", str(tmp_path / "it.dump")) for a in VERBS[verb]]
-    env = {"SRC_DATABASE_URL": url_str(empty_database)}
+    args = [a.replace("{dump}", str(dump)) for a in VERBS[verb]]
+    env = {"SRC_DATABASE_URL": url_str(src)}
     if route == "ENV":
         args, env["QA_DATABASE_URL"] = ["--env", "qa", *args], url
     elif route == "DATABASE_URL":
@@ -115,7 +138,10 @@ def test_a_marked_database_refuses_every_destructive_verb_by_every_route(project
     else:
         (project / ".env").write_text(f"DATABASE_URL={url}\n")
     before = state(marked)
-    proc = run(args, project, **env)
+    try:
+        proc = run(args, project, **env)
+    finally:
+        (project / ".env").unlink(missing_ok=True)  # the project is shared by the other routes
     needle = "refusing to destroy" if verb == "volume-recreate" else f"database {marked.database!r} marked protected"
     assert_one_line_error(proc, needle)
     assert state(marked) == before
