@@ -190,31 +190,50 @@ def _plan_recipe_file(project: Path, name: str, changes: list[Change], notes: li
         notes.append(f"{name} differs from the one dbtasks {__version__} ships; left as it is (remove it and run `dbtasks adopt` again to take this version's)")
 
 
-def _plan_makefile(project: Path, changes: list[Change], notes: list[str]) -> bool:
-    """Include dbtasks.mk from the project's Makefile; True when the project had one."""
-    path = next((project / n for n in MAKEFILES if (project / n).is_file()), None)
-    if path is None:
-        text = (
-            "# Database recipes from dbtasks (`make help` lists them); written by `dbtasks adopt`.\n"
-            "# Targets of your own go below; one named like a dbtasks recipe takes its place.\n"
-            "include dbtasks.mk\n"
-        )
-        changes.append(Change(project / "Makefile", "create", "includes dbtasks.mk", text))
-        return False
-    existing = read_text(path)
-    if re.search(r"^\s*-?include\s+(.*\s)?\S*dbtasks\.mk\b", existing, re.M):
-        return True
+def _at_the_top(path: Path, existing: str, block: list[str], what: str) -> Change:
+    """``block`` inserted after the file's leading comment, set off by blank lines."""
     lines = _lines(existing)
     at = _header_end(lines)
+    block = block + [""]
+    if at > 0 and lines[at - 1].strip():
+        block.insert(0, "")
+    return Change(path, "edit", what, _joined(lines[:at] + block + lines[at:], existing))
+
+
+def _needs_line(project: Path, candidates, included: str, changes: list[Change], what: str, new_file: str) -> tuple[Path, str | None] | None:
+    """The project's Makefile/justfile (the first of ``candidates`` that exists) and its text.
+
+    None: there is none, and a ``Makefile``/``justfile`` holding ``new_file``
+    is planned. The text is None when it already includes ours.
+    """
+    path = next((project / n for n in candidates if (project / n).is_file()), None)
+    if path is None:
+        name = "Makefile" if candidates is MAKEFILES else "justfile"
+        changes.append(Change(project / name, "create", what, new_file))
+        return None
+    existing = read_text(path)
+    return path, None if re.search(included, existing, re.M) else existing
+
+
+def _plan_makefile(project: Path, changes: list[Change], notes: list[str]) -> bool:
+    """Include dbtasks.mk from the project's Makefile; True when the project had one."""
+    found = _needs_line(
+        project, MAKEFILES, r"^\s*-?include\s+(.*\s)?\S*dbtasks\.mk\b", changes, "includes dbtasks.mk",
+        "# Database recipes from dbtasks (`make help` lists them); written by `dbtasks adopt`.\n"
+        "# Targets of your own go below; one named like a dbtasks recipe takes its place.\n"
+        "include dbtasks.mk\n",
+    )
+    if found is None:
+        return False
+    path, existing = found
+    if existing is None:
+        return True
     block = [
         "# Database recipes from dbtasks (`make help` lists them); written by `dbtasks adopt`.",
         "# Included first, so a target below with the same name takes precedence.",
         "include dbtasks.mk",
-        "",
     ]
-    if at > 0 and lines[at - 1].strip():
-        block.insert(0, "")
-    changes.append(Change(path, "edit", "includes dbtasks.mk at the top", _joined(lines[:at] + block + lines[at:], existing)))
+    changes.append(_at_the_top(path, existing, block, "includes dbtasks.mk at the top"))
     shadowed = [r for r in shipped_recipes("dbtasks.mk") if r in _make_targets(existing)]
     if shadowed:
         notes.append(
@@ -226,36 +245,31 @@ def _plan_makefile(project: Path, changes: list[Change], notes: list[str]) -> bo
 
 def _plan_justfile(project: Path, changes: list[Change], notes: list[str]) -> bool:
     """Import dbtasks.just from the project's justfile; True when the project had one."""
-    path = next((project / n for n in JUSTFILES if (project / n).is_file()), None)
-    if path is None:
-        text = (
-            "# Database recipes from dbtasks (`just --list` shows them); written by `dbtasks adopt`.\n"
-            "# Recipes of your own go below; one named like a dbtasks recipe takes its place.\n"
-            "set allow-duplicate-recipes := true\n"
-            "set allow-duplicate-variables := true\n"
-            "\n"
-            "import 'dbtasks.just'\n"
-        )
-        changes.append(Change(project / "justfile", "create", "imports dbtasks.just", text))
+    found = _needs_line(
+        project, JUSTFILES, r"^\s*import\??\s+['\"]\S*dbtasks\.just['\"]", changes, "imports dbtasks.just",
+        "# Database recipes from dbtasks (`just --list` shows them); written by `dbtasks adopt`.\n"
+        "# Recipes of your own go below; one named like a dbtasks recipe takes its place.\n"
+        "set allow-duplicate-recipes := true\n"
+        "set allow-duplicate-variables := true\n"
+        "\n"
+        "import 'dbtasks.just'\n",
+    )
+    if found is None:
         return False
-    existing = read_text(path)
-    if re.search(r"^\s*import\??\s+['\"]\S*dbtasks\.just['\"]", existing, re.M):
+    path, existing = found
+    if existing is None:
         return True
     recipes, variables = _just_names(existing)
     shadowed = [r for r in shipped_recipes("dbtasks.just") if r in recipes]
     shipped_vars = set(_just_names(shipped("dbtasks.just"))[1])
-    lines = _lines(existing)
-    at = _header_end(lines)
     block = ["# Database recipes from dbtasks (`just --list` shows them); written by `dbtasks adopt`."]
     if shadowed and not re.search(r"^set\s+allow-duplicate-recipes\b", existing, re.M):
         block.append("# A recipe below with the same name as a dbtasks recipe takes its place.")
         block.append("set allow-duplicate-recipes := true")
     if set(variables) & shipped_vars and not re.search(r"^set\s+allow-duplicate-variables\b", existing, re.M):
         block.append("set allow-duplicate-variables := true")
-    block += ["import 'dbtasks.just'", ""]
-    if at > 0 and lines[at - 1].strip():
-        block.insert(0, "")
-    changes.append(Change(path, "edit", "imports dbtasks.just at the top", _joined(lines[:at] + block + lines[at:], existing)))
+    block.append("import 'dbtasks.just'")
+    changes.append(_at_the_top(path, existing, block, "imports dbtasks.just at the top"))
     if shadowed:
         notes.append(f"{path.name} has its own {', '.join(shadowed)}: yours keep working and take precedence over dbtasks'; dbtasks' stay available as {_verbs_of(shadowed)}")
     both = [v for v in variables if v in shipped_vars]
