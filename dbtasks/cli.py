@@ -23,6 +23,7 @@ import click
 from dbtasks import __version__
 from dbtasks.config import SETTING_BY_NAME, SETTINGS, Settings, load_settings, parse_bool, shown_path, shown_value
 from dbtasks.errors import EXIT_FINDINGS, EXIT_USAGE, DbtasksError, redact
+from dbtasks.formatting import human_bytes
 
 # -- plumbing ---------------------------------------------------------------
 
@@ -724,15 +725,6 @@ def _with_bars(verb: Callable, *args: Any, **kwargs: Any) -> Any:
         return verb(*args, progress=bars, **kwargs)
 
 
-def _human_size(n: float) -> str:
-    """Bytes for a person: 812 B, 4.2 kB, 1.3 MB."""
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
 jobs_option = setting_option("jobs", "-j", "--jobs", type=click.IntRange(1, 64))
 
 
@@ -748,8 +740,8 @@ def dump_db_cmd(c: Ctx) -> None:
 
     s = c.settings
     r = _with_bars(dump_db, s, s.file, s.dump_format, s.jobs)
-    data = f", {_human_size(r.data_bytes)} of table data" if r.data_bytes is not None else ""
-    echo(f"dumped {s.database_name} to {shown_path(r.path)} ({r.format} format, {_human_size(r.size)}, {r.tables} tables{data}, revision {r.revision or 'none'}, {r.seconds:.1f}s)")
+    data = f", {human_bytes(r.data_bytes)} of table data" if r.data_bytes is not None else ""
+    echo(f"dumped {s.database_name} to {shown_path(r.path)} ({r.format} format, {human_bytes(r.size)}, {r.tables} tables{data}, revision {r.revision or 'none'}, {r.seconds:.1f}s)")
     echo(f"server PostgreSQL {r.server_version}, pg_dump {r.pg_dump}" + (f"; rows left out: {', '.join(r.excluded)}" if r.excluded else ""))
 
 
@@ -774,7 +766,7 @@ def _print_restore(r) -> None:
         echo(f"removed {name}, left over by an interrupted restore")
     how = "replaced" if r.replaced else "created"
     extra = f", schema from migrations at {r.revision}, upgraded to head" if r.mode == "schema" else ""
-    data = f", {_human_size(r.data_bytes)} of table data" if r.data_bytes is not None else ""
+    data = f", {human_bytes(r.data_bytes)} of table data" if r.data_bytes is not None else ""
     echo(f"{how} database {r.database} from {shown_path(r.file)} ({r.tables} tables{data}{extra}, {r.seconds:.1f}s)")
 
 
@@ -783,16 +775,37 @@ def _print_restore(r) -> None:
 @setting_option("mode", "--mode")
 @jobs_option
 @setting_option("restore_owner", "--owner", metavar="ROLE")
-@click.option("--keep-dump/--remove-dump", default=True, help="Keep the dump file in dumps/ (default) or remove it.")
+@click.option("--keep-dump/--remove-dump", default=True, help="Keep the dump file in dumps/ (default) or remove it. With masking rules it is always removed.")
+@setting_option("mask", "--mask/--no-mask", default=None)
+@confirm_option
 @pass_ctx
 def dump_and_restore_cmd(c: Ctx, keep_dump: bool) -> None:
-    """Copy an environment's data into the local database safely (refused when the target is protected)."""
+    """Copy an environment's data into the local database safely (refused when the target is protected).
+
+    With masking rules ([tool.dbtasks.masking] or DBTASKS_MASKING_FILE), the
+    rows are masked inside the scratch database before it is swapped in, and
+    the raw dump is deleted as soon as the scratch restore is done. MASK=0
+    (--no-mask) skips the masking after the local database's name is typed
+    or given with --confirm.
+    """
     from dbtasks.data.restore import dump_and_restore
 
     s = c.settings
-    r = _with_bars(dump_and_restore, s, s.source or "", s.mode, s.jobs, s.restore_owner, keep_dump)
+    r = _with_bars(dump_and_restore, s, s.source or "", s.mode, s.jobs, s.restore_owner, keep_dump, confirm=s.confirm, ask=_ask(), say=_say)
     if r.dump is not None:
-        echo(f"dumped {s.source} to {shown_path(r.dump.path)} ({_human_size(r.dump.size)})" + ("" if keep_dump else ", removed after the restore"))
+        if r.masked is not None:
+            removed = ", deleted as soon as the scratch restore was done (it held unmasked rows)"
+        else:
+            removed = "" if keep_dump else ", removed after the restore"
+        echo(f"dumped {s.source} to {shown_path(r.dump.path)} ({human_bytes(r.dump.size)})" + removed)
+    if r.masked is not None:
+        for note in r.masked.notes:
+            echo(f"note: {note}", err=True)
+        for warning in r.masked.warnings:
+            echo(f"warning: {warning}", err=True)
+        echo(f"masked {r.masked.columns} column(s) in {len(r.masked.tables)} table(s) before the swap; no unmasked row reached {s.database_name}")
+    elif r.unmasked:
+        echo(f"warning: MASK=0: the rows of {s.source} were copied unmasked", err=True)
     _print_restore(r)
 
 
@@ -806,7 +819,7 @@ def backup_db_cmd(c: Ctx) -> None:
 
     s = c.settings
     r = _with_bars(backup_db, s, None, s.keep)
-    echo(f"backup {shown_path(r.dump.path)} ({_human_size(r.dump.size)}, verified: {r.entries} entries)")
+    echo(f"backup {shown_path(r.dump.path)} ({human_bytes(r.dump.size)}, verified: {r.entries} entries)")
     for path in r.deleted:
         echo(f"deleted old backup {shown_path(path)}")
     echo(f"{len(r.kept)} backup(s) kept")
@@ -997,7 +1010,7 @@ def _check_command(check) -> click.Command:
 @FORMAT_OPTION
 @pass_ctx
 def check_cmd(c: Ctx) -> None:
-    """Run every migration guardrail (heads, ledger, lint, roundtrip, drift, rehearse, docs) and print one summary table.
+    """Run every migration guardrail (heads, ledger, lint, roundtrip, drift, rehearse, masking, docs) and print one summary table.
 
     Works on any Alembic project: dbtasks -c path/to/alembic.ini
     --database-url URL check. Scratch databases are created on that server
@@ -1009,6 +1022,41 @@ def check_cmd(c: Ctx) -> None:
     # Progress only for a person at a terminal: in CI and in pipes an error stays one line.
     announce = (lambda name: echo(f"running {name} ...", err=True)) if fmt == "text" and sys.stderr.isatty() else None
     _report(run_checks(c.settings, announce=announce), fmt, summary=True)
+
+
+@cli.command("rehearse-prod")
+@setting_option("source", "--from", metavar="ENV", help="Environment to copy (default prod).")
+@setting_option("reuse", "--reuse", help="Rehearse on the copy the last run kept instead of copying FROM again.")
+@setting_option("rows", "--rows", type=click.IntRange(1, None), help="Rehearse on this many generated rows per table instead of a copy of FROM.")
+@setting_option("output_format", "--format", help="text (a table per revision) or json (the whole report).")
+@pass_ctx
+def rehearse_prod_cmd(c: Ctx) -> None:
+    """Apply the pending revisions one at a time to a copy of production and report, per revision, its locks, rewrites and slowest statements.
+
+    FROM=prod (the default) is copied into <db>_rehearse_prod on the local
+    server (kept for REUSE=1; a clone of it is migrated); ROWS=n rehearses on
+    generated rows instead. Exit 1 when a revision holds ACCESS EXCLUSIVE on
+    a table longer than DBTASKS_REHEARSE_LOCK_THRESHOLD or rewrites a table
+    of DBTASKS_REHEARSE_REWRITE_ROWS rows or more.
+    """
+    from dbtasks.rehearse_prod import cli_findings, lines, rehearse_prod
+
+    s = c.settings
+    report = _with_bars(rehearse_prod, s, s.source, s.reuse, s.rows)
+    for note in report.notes:
+        echo(f"note: rehearse-prod: {note}", err=True)
+    if s.output_format == "json":
+        echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        for line in lines(report):
+            echo(line)
+        found = cli_findings(report)
+        if found:
+            echo("")
+            for line in found:
+                echo(line)
+    if report.findings:
+        sys.exit(EXIT_FINDINGS)
 
 
 # -- entry point --------------------------------------------------------------

@@ -139,6 +139,16 @@ def parse_table(value: Any) -> dict:
     return dict(value)
 
 
+def parse_json_table(value: Any) -> dict:
+    """A TOML table, or (from the environment) a JSON object such as ``{"users.email": "email"}``."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError("expected a JSON object") from None
+    return parse_table(value)
+
+
 def one_of(*choices: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = str(value).strip()
@@ -332,6 +342,10 @@ class Settings:
     envpy_allowed_hosts: tuple[str, ...] = setting((), "DBTASKS_ENVPY_ALLOWED_HOSTS", "Hosts env.py may reach besides the scratch database while dbtasks runs it (e.g. a secrets service).", parse_list, group="checks")
     scratch_setup: str | None = setting(None, "DBTASKS_SCRATCH_SETUP", "SQL file run on every new scratch database before the first revision (objects the history expects but does not create).", group="checks")
     rehearse_rows: int = setting(20, "DBTASKS_REHEARSE_ROWS", "Generated rows per table before the new revisions are applied.", parse_positive_int, group="checks")
+    rehearse_lock_threshold: str = setting("1s", "DBTASKS_REHEARSE_LOCK_THRESHOLD", "db-rehearse-prod: an ACCESS EXCLUSIVE lock on a table (or one that blocks its writes) held this long or longer is a finding (e.g. 1s, 500ms).", parse_duration, group="checks")
+    rehearse_rewrite_rows: int = setting(10000, "DBTASKS_REHEARSE_REWRITE_ROWS", "db-rehearse-prod: a table rewrite of a table with this many rows or more is a finding.", parse_nonnegative_int, group="checks")
+    reuse: bool = setting(False, "REUSE", "db-rehearse-prod: rehearse on the copy of FROM kept by the last run instead of copying it again.", parse_bool, argument=True, group="checks")
+    rows: int | None = setting(None, "ROWS", "db-rehearse-prod: rehearse on generated rows, this many per table, instead of a copy of FROM (e.g. 1000000).", parse_positive_int, argument=True, group="checks")
     ledger_file: str | None = setting(None, "DBTASKS_LEDGER", "The revision ledger (a checksum per revision file). Unset: migrations.sum next to alembic.ini.", group="checks")
     accept: str | None = setting(None, "ACCEPT", "db-ledger-accept: the revision whose edit is accepted into the ledger.", argument=True, group="checks")
     reason: str | None = setting(None, "REASON", "db-ledger-accept: why the edit is safe (kept in the ledger as a comment).", argument=True, group="checks")
@@ -363,7 +377,7 @@ class Settings:
     cleanup_batch_size: int = setting(5000, "DBTASKS_CLEANUP_BATCH_SIZE", "Rows per delete transaction of db-cleanup.", parse_positive_int, key=("cleanup", "batch_size"), group="data")
     cleanup_lock_timeout: str = setting("2s", "DBTASKS_CLEANUP_LOCK_TIMEOUT", "lock_timeout of each delete batch.", key=("cleanup", "lock_timeout"), group="data")
     file: str | None = setting(None, "FILE", "The dump file to write (dump-db) or to restore (restore-db).", argument=True, group="data")
-    source: str | None = setting(None, "FROM", "Environment dump-and-restore copies from, e.g. prod; db-migrate-sql: the revision to start after (base: an empty database) instead of the database's current one.", argument=True, group="data")
+    source: str | None = setting(None, "FROM", "Environment dump-and-restore and db-rehearse-prod copy from, e.g. prod; db-migrate-sql: the revision to start after (base: an empty database) instead of the database's current one.", argument=True, group="data")
     mode: str = setting("schema", "MODE", "schema: our migrations at the dump's revision, then the rows; full: a plain full restore.", one_of("schema", "full"), argument=True, group="data")
     jobs: int | None = setting(None, "JOBS", "Parallel pg_dump/pg_restore jobs of this run.", parse_positive_int, argument=True, group="data")
     keep: int | None = setting(None, "KEEP", "How many backups this backup-db run keeps.", parse_positive_int, argument=True, group="data")
@@ -373,6 +387,10 @@ class Settings:
     apply: bool = setting(False, "APPLY", "Delete the rows db-cleanup counts (without it: a dry run).", parse_bool, argument=True, group="data")
     all_rows: bool = setting(False, "ALL_ROWS", "Let db-cleanup delete every row of a table when its policy dooms them all.", parse_bool, argument=True, group="data")
     force: bool = setting(False, "FORCE", "restore-db: restore a dump at a revision this checkout does not have.", parse_bool, argument=True, group="data")
+    masking: dict | None = setting(None, "DBTASKS_MASKING", "Masking rules of dump-and-restore: \"table.column\" = \"strategy\" (null, fixed:<value>, hash, email, name, phone, text:<n>, keep, sql:<expression>); a JSON object in the variable.", parse_json_table, group="data")
+    masking_file: str | None = setting(None, "DBTASKS_MASKING_FILE", "A TOML file of more masking rules (its [masking] table, or its top-level keys).", group="data")
+    masking_seed: str | None = setting(None, "DBTASKS_MASKING_SEED", "Key of the masking hashes: the same seed masks a value the same way every time (never printed). Unset: the project's name.", group="data", secret=True)
+    mask: bool = setting(True, "MASK", "MASK=0: dump-and-restore copies rows unmasked despite masking rules (needs the local database's name typed, or CONFIRM=<dbname>).", parse_bool, argument=True, group="data")
 
     # Where each value came from: "flag", "environment", ".env", "pyproject", "default",
     # "derived" (a default computed from the project: db_name, pg_port), or NAME_DATABASE_URL.

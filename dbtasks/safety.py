@@ -242,6 +242,11 @@ def guard(settings: Settings, action: str, confirm: str | None = None, ask: Ask 
     return p
 
 
+def confirm_unmasked(settings: Settings, source: str, confirm: str | None = None, ask: Ask | None = None) -> None:
+    """MASK=0 with masking rules: production rows would arrive unmasked; the local database's name must be typed or given."""
+    _confirm(settings, f"copy {source}'s rows unmasked (MASK=0) into {settings.database_name!r}", "a developer database", confirm, ask)
+
+
 def require_own_server(settings: Settings, action: str) -> None:
     """Refuse ``action`` (volume-recreate) unless it targets the project's own local or docker server."""
     if settings.server_kind not in ("local", "docker"):

@@ -5,7 +5,10 @@
 (``pg_port``; by default derived from the project's path), run with ``pg_ctl``.
 The cluster carries the project it belongs to in its postgresql.conf
 (``dbtasks.project``), so a project never works on another project's server
-(:func:`dbtasks.database.check_local_owner`).
+(:func:`dbtasks.database.check_local_owner`). It runs with settings for a
+disposable copy (:data:`LOCAL_TUNING`, in ``dbtasks.conf`` beside postgresql.conf,
+rewritten at every start): restores skip WAL, commits do not wait for the
+disk, fsync stays on.
 Binaries come from ``PG_BIN``, else ``pg_config --bindir``, else the pgserver
 wheel's bundled PostgreSQL. PostgreSQL refuses to run as root, so when dbtasks
 runs as root the cluster belongs to, and runs as, an unprivileged OS user
@@ -196,6 +199,46 @@ def ensure_database(url: URL) -> bool:
         return False
     create_database(url, url.database)
     return True
+
+
+# -- local tuning -------------------------------------------------------------
+
+# The local cluster holds a developer's disposable copy: losing the last commits
+# in a crash is fine, a corrupt cluster is not (it would cost a volume-recreate
+# and a fresh restore, and it fails later in confusing ways). So the settings
+# trade durability of the last moments, never consistency:
+LOCAL_TUNING = {
+    # Skip WAL for data loaded into a table created or truncated in the same
+    # transaction (what pg_restore does per table), and log less for index builds.
+    "wal_level": "minimal",
+    "max_wal_senders": "0",  # required by wal_level = minimal; nothing replicates a local copy
+    # A crash loses the commits of the last few hundred ms, the data stays consistent.
+    "synchronous_commit": "off",
+    # Fewer checkpoints while a restore writes gigabytes.
+    "max_wal_size": "4GB",
+    "checkpoint_timeout": "30min",
+    # Deliberately on. With fsync = off a power loss or an OS crash (not just a
+    # killed server) can leave the cluster silently corrupt: the WAL that recovery
+    # replays was never on disk. full_page_writes = off risks torn pages in the
+    # same way. Older dbtasks versions wrote both off; this file overrides them.
+    "fsync": "on",
+    "full_page_writes": "on",
+}
+TUNING_FILE = "dbtasks.conf"
+
+
+def maintenance_work_mem_mb(total_bytes: int | None = None) -> int:
+    """Memory per index build: 1/16 of the machine's RAM, within 64 MB - 1 GB.
+
+    pg_restore -j N builds N indexes at once, each taking up to this much, so
+    the bound keeps a restore on a small laptop from swapping.
+    """
+    if total_bytes is None:
+        try:
+            total_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            total_bytes = 4 * 1024**3
+    return max(64, min(1024, total_bytes // 16 // 1024**2))
 
 
 # -- backends ---------------------------------------------------------------
@@ -486,11 +529,45 @@ class LocalServer(Server):
                 "\n# written by dbtasks\n"
                 f"listen_addresses = '{self.host}'\n"
                 "unix_socket_directories = ''\n"
-                "fsync = off\n"  # a disposable development cluster: speed over durability
-                "synchronous_commit = off\n"
-                "full_page_writes = off\n"
             )
+        self.write_tuning()
         self.write_mark()
+
+    # tuning ------------------------------------------------------------------
+
+    def tuning(self) -> dict[str, str]:
+        """The settings of :data:`LOCAL_TUNING`, with maintenance_work_mem sized to this machine."""
+        return {**LOCAL_TUNING, "maintenance_work_mem": f"{maintenance_work_mem_mb()}MB"}
+
+    def write_tuning(self) -> bool:
+        """Write :data:`TUNING_FILE` and include it from postgresql.conf; True when either changed.
+
+        The file is rewritten at every start, so a cluster made by an older
+        dbtasks gets the current settings at its next start (wal_level and
+        max_wal_senders need a restart; the others a reload). The include
+        line is added once, at the end of postgresql.conf, so it overrides
+        what older versions wrote above it (``fsync = off``); a line the user
+        adds below it, or ``ALTER SYSTEM``, overrides the include in turn.
+        """
+        text = (
+            "# Written by dbtasks at every start of the local server; edits here are lost.\n"
+            "# Override a value with a line at the end of postgresql.conf or with ALTER SYSTEM.\n"
+            + "".join(f"{k} = '{v}'\n" for k, v in self.tuning().items())
+        )
+        changed = False
+        path = self.data_dir / TUNING_FILE
+        if not path.is_file() or path.read_text() != text:
+            path.write_text(text)
+            self._chown(path)
+            changed = True
+        conf = self.data_dir / "postgresql.conf"
+        include = f"include_if_exists = '{TUNING_FILE}'"
+        if include not in conf.read_text().splitlines():
+            # Appended in place, so the file keeps its owner (the server's OS user when we are root).
+            with conf.open("a") as fh:
+                fh.write(f"# settings for a disposable development server (dbtasks)\n{include}\n")
+            changed = True
+        return changed
 
     # whose cluster -----------------------------------------------------------
 
@@ -543,10 +620,11 @@ class LocalServer(Server):
                     f"the local server in {self.data_dir} already runs on port {port}, not {self.port}",
                     f"{names.run('stop-db')}, then start it again",
                 )
-            if self.write_mark():
+            if self.write_tuning() | self.write_mark():
                 self.reload()
             ensure_database(self.url)
             return ServerStatus(self.kind, True, self.url, self._detail(f"already running, pid {pid}"))
+        self.write_tuning()
         self.write_mark()
         stale_note = self._move_stale_pid_file()
         # A fresh log per start, so a failure shows this start's lines only.

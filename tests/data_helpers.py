@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -101,9 +102,60 @@ def popen(args, cwd: Path, **extra: str) -> subprocess.Popen:
     return subprocess.Popen([DBTASKS, *args], cwd=cwd, env=clean_env(**extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+class Forked:
+    """The CLI in a process forked from this one, as tests.conftest.run runs it (no new
+    interpreter to start), with the parts of subprocess.Popen that run_until_paused and kill use."""
+
+    def __init__(self, args, cwd: Path, **extra: str):
+        import importlib
+        import tempfile
+
+        from .conftest import _child
+
+        importlib.import_module("dbtasks.cli")  # imported once, before forking
+        env = clean_env(**extra)
+        self.args = ["dbtasks", *args]
+        self.returncode: int | None = None
+        self._dir = Path(tempfile.mkdtemp(prefix="dbtasks-forked-"))
+        self._paths = [self._dir / name for name in ("stdin", "stdout", "stderr")]
+        self._paths[0].write_text("")
+        self._output: tuple[str, str] | None = None
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - the child
+            _child(list(args), cwd, env, self._paths)
+
+    def _reap(self, flags: int) -> None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, flags)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+
+    def poll(self) -> int | None:
+        self._reap(os.WNOHANG)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+    def communicate(self) -> tuple[str, str]:
+        self._reap(0)
+        if self._output is None:
+            self._output = (self._paths[1].read_text(errors="replace"), self._paths[2].read_text(errors="replace"))
+            shutil.rmtree(self._dir, ignore_errors=True)
+        return self._output
+
+
+def spawn(args, cwd: Path, **extra: str):
+    """Start the CLI without waiting: forked (see Forked), or the installed program with DBTASKS_TEST_EXEC=1."""
+    if os.environ.get("DBTASKS_TEST_EXEC"):
+        return popen(args, cwd, **extra)
+    return Forked(args, cwd, **extra)
+
+
 def run_until_paused(args, cwd: Path, stage: str, marker: Path, timeout: float = 120, **extra: str) -> subprocess.Popen:
-    """Start the CLI with the test pause hook at ``stage``; return once it waits there."""
-    proc = popen(args, cwd, DBTASKS_TEST_PAUSE_AT=stage, DBTASKS_TEST_PAUSE_FILE=str(marker), **extra)
+    """Start the CLI (see spawn) with the test pause hook at ``stage``; return once it waits there."""
+    proc = spawn(args, cwd, DBTASKS_TEST_PAUSE_AT=stage, DBTASKS_TEST_PAUSE_FILE=str(marker), **extra)
     deadline = time.monotonic() + timeout
     while not marker.exists():
         if proc.poll() is not None:
@@ -123,5 +175,5 @@ def kill(proc: subprocess.Popen) -> None:
 
 __all__ = [
     "REMOTE", "settings_for", "seed", "execute", "rows", "fingerprint", "database_names", "leftover_names",
-    "remote_available", "new_database", "popen", "run_until_paused", "kill", "drop_database",
+    "remote_available", "new_database", "popen", "spawn", "run_until_paused", "kill", "drop_database",
 ]

@@ -11,7 +11,7 @@ import pytest
 from .checks_helpers import check, example
 from .conftest import REPO, assert_one_line_error, copy_project, run, run_just, run_make, tables, url_str
 
-CHECKS = ("heads", "ledger", "lint", "roundtrip", "drift", "rehearse", "docs")
+CHECKS = ("heads", "ledger", "lint", "roundtrip", "drift", "rehearse", "masking", "docs")
 ROW = re.compile(r"^(?P<check>\S+) +(?P<verdict>ok|FAILED|skipped|not-run) +(?P<errors>\d+) +(?P<warnings>\d+) +\d+\.\d\d(?:  \((?P<why>.*)\))?$")
 
 
@@ -32,8 +32,8 @@ def summary(stdout: str) -> dict[str, str]:
 
 
 def verdicts(**changed: str) -> dict[str, str]:
-    """Every check ok except those named. (Project copies carry no migrations.sum: the ledger check is skipped.)"""
-    return {name: changed.get(name, "skipped" if name == "ledger" else "ok") for name in CHECKS}
+    """Every check ok except those named. (Project copies carry no migrations.sum and no masking rules: those two checks are skipped.)"""
+    return {name: changed.get(name, "skipped" if name in ("ledger", "masking") else "ok") for name in CHECKS}
 
 
 @pytest.mark.slow
@@ -81,7 +81,7 @@ def test_check_on_another_project_by_path_names_each_failure(tmp_path, dbtasks_s
 def test_multiple_heads_skip_the_migrating_checks(tmp_path, dbtasks_server_url):
     proc = check(["check"], example("two_heads", tmp_path), dbtasks_server_url)
     assert proc.returncode == 1
-    blocked = dict.fromkeys(("roundtrip", "drift", "rehearse", "docs"), "not-run")
+    blocked = dict.fromkeys(("roundtrip", "drift", "rehearse", "masking", "docs"), "not-run")
     assert summary(proc.stdout) == verdicts(heads="FAILED", **blocked), proc.stdout
     assert "heads/multiple-heads [c1c1c1c1c101]" in proc.stdout and "heads/multiple-heads [d1d1d1d1d101]" in proc.stdout
 

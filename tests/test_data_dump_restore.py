@@ -25,7 +25,6 @@ from .data_helpers import (
     fingerprint,
     kill,
     leftover_names,
-    new_database,
     remote_available,
     rows,
     run_until_paused,
@@ -33,11 +32,27 @@ from .data_helpers import (
 )
 
 
+@pytest.fixture(scope="module")
+def seeded(dbtasks_server_url, dbtasks_template):
+    """A migrated database holding the demo data, made once per module (per xdist worker): (url, its fingerprint)."""
+    url = create_database(dbtasks_server_url, scratch_name("dbtasks_test"), template=dbtasks_template.database)
+    try:
+        seed(url)
+        yield url, fingerprint(url)
+    finally:
+        drop_database(dbtasks_server_url, url.database)
+
+
 @pytest.fixture
-def source(dbtasks_database):
-    """A migrated database holding the demo data."""
-    seed(dbtasks_database)
-    return dbtasks_database
+def source(seeded):
+    """A migrated database holding the demo data, which the test only reads (dumps).
+
+    The module's one seeded database: after each test it must still be what it
+    was, so no test sees another's writes (a test that writes gets its own copy).
+    """
+    url, made = seeded
+    yield url
+    assert fingerprint(url) == made, "the test changed the shared source database"
 
 
 @pytest.fixture
@@ -59,16 +74,30 @@ def dump(project: Path, url, path: Path, *flags: str):
 
 
 @pytest.fixture(scope="module")
-def demo_dump(dbtasks_server_url, dbtasks_template, tmp_path_factory) -> tuple[Path, dict]:
+def demo_dump(seeded, tmp_path_factory) -> tuple[Path, dict]:
     """A dump of the demo data made once, for the tests that only restore one: (file, fingerprint of its source)."""
+    url, made = seeded
+    path = tmp_path_factory.mktemp("demo-dump") / "app.dump"
+    dump(REPO, url, path)
+    assert fingerprint(url) == made
+    return path, made
+
+
+@pytest.fixture(scope="module")
+def _kept_target(dbtasks_server_url, dbtasks_template):
     url = create_database(dbtasks_server_url, scratch_name("dbtasks_test"), template=dbtasks_template.database)
-    try:
-        seed(url)
-        path = tmp_path_factory.mktemp("demo-dump") / "app.dump"
-        dump(REPO, url, path)
-        yield path, fingerprint(url)
-    finally:
-        drop_database(dbtasks_server_url, url.database)
+    execute(url, "insert into users (email, name) values ('local@dev.test', 'Local Dev')")
+    yield url
+    drop_database(dbtasks_server_url, url.database)
+
+
+@pytest.fixture
+def refusing_target(_kept_target, dbtasks_server_url):
+    """A target (as ``target``) for the tests where the command must refuse: one per module (per xdist
+    worker), since each such test proves it unchanged (its own fingerprint before and after)."""
+    yield _kept_target
+    for name in leftover_names(dbtasks_server_url):
+        drop_database(dbtasks_server_url, name)
 
 
 # -- happy paths -----------------------------------------------------------------
@@ -134,7 +163,9 @@ def test_restore_with_owner_role_makes_that_role_own_everything(project, demo_du
 
 
 @pytest.mark.skipif(not remote_available(), reason="no PostgreSQL on 127.0.0.1:5432 to act as a second server")
-def test_round_trip_between_two_servers_keeps_rows_checksums_and_sequences(project, source, tmp_path):
+def test_round_trip_between_two_servers_keeps_rows_checksums_and_sequences(project, dbtasks_database, tmp_path):
+    source = dbtasks_database  # its own copy: the test moves a sequence
+    seed(source)
     execute(source, "select setval('users_id_seq', 5000)")  # a sequence ahead of its rows must survive too
     before = fingerprint(source)
     remote = REMOTE.set(database=f"dbtasks_rt_{os.getpid()}")
@@ -185,17 +216,12 @@ def add_label_revision(project: Path, url) -> str:
 
 
 @pytest.mark.slow
-def test_dump_and_restore_schema_mode_builds_from_our_migrations_then_upgrades(project, source, target, dbtasks_server_url, tmp_path):
+def test_dump_and_restore_schema_mode_builds_from_our_migrations_then_upgrades(project, source, target, dbtasks_server_url, dbtasks_template, tmp_path):
     old_rev = rows(source, "select version_num from alembic_version")[0][0]
-    scratch = new_database(dbtasks_server_url)
-    try:
-        from dbtasks import migrations
-        from .data_helpers import settings_for
+    from dbtasks.testing import clone
 
-        migrations.upgrade(settings_for(scratch, project))
+    with clone(dbtasks_server_url, dbtasks_template) as scratch:  # a database at head, to autogenerate against
         new_rev = add_label_revision(project, scratch)
-    finally:
-        drop_database(dbtasks_server_url, scratch.database)
     # Production has a column our migrations do not know: schema mode must not bring it.
     proc = run(["dump-and-restore"], project, DATABASE_URL=url_str(target), FROM="prod",
                PROD_DATABASE_URL=url_str(source), DBTASKS_DUMP_DIR=str(tmp_path))
@@ -209,50 +235,50 @@ def test_dump_and_restore_schema_mode_builds_from_our_migrations_then_upgrades(p
     assert got["seq public.tasks_id_seq"] == want["seq public.tasks_id_seq"]
 
 
-def test_dump_and_restore_refuses_a_protected_target(project, source, target, tmp_path):
-    before = fingerprint(target)
+def test_dump_and_restore_refuses_a_protected_target(project, source, refusing_target, tmp_path):
+    before = fingerprint(refusing_target)
     proc = run(["--env", "prod", "dump-and-restore", "--from", "staging"], project,
-               PROD_DATABASE_URL=url_str(target), STAGING_DATABASE_URL=url_str(source), DBTASKS_DUMP_DIR=str(tmp_path / "dumps"))
+               PROD_DATABASE_URL=url_str(refusing_target), STAGING_DATABASE_URL=url_str(source), DBTASKS_DUMP_DIR=str(tmp_path / "dumps"))
     assert_one_line_error(proc, "refusing to dump-and-restore into protected environment 'prod'")
-    assert fingerprint(target) == before and not (tmp_path / "dumps").exists()
+    assert fingerprint(refusing_target) == before and not (tmp_path / "dumps").exists()
 
 
-def test_dump_and_restore_unknown_source_environment(project, target, tmp_path):
-    before = fingerprint(target)
-    proc = run(["dump-and-restore"], project, DATABASE_URL=url_str(target), FROM="qa", DBTASKS_DUMP_DIR=str(tmp_path / "dumps"))
+def test_dump_and_restore_unknown_source_environment(project, refusing_target, tmp_path):
+    before = fingerprint(refusing_target)
+    proc = run(["dump-and-restore"], project, DATABASE_URL=url_str(refusing_target), FROM="qa", DBTASKS_DUMP_DIR=str(tmp_path / "dumps"))
     assert_one_line_error(proc, "environment 'qa' is not configured", "QA_DATABASE_URL")
-    assert fingerprint(target) == before and not (tmp_path / "dumps").exists()
+    assert fingerprint(refusing_target) == before and not (tmp_path / "dumps").exists()
 
 
 # -- bad input: one line, exit 2, nothing changed -------------------------------------------
 
 
-def test_restore_of_a_missing_file(project, target, dbtasks_server_url, tmp_path):
-    before = fingerprint(target)
-    proc = run(["restore-db", "--file", str(tmp_path / "nope.dump")], project, DATABASE_URL=url_str(target))
+def test_restore_of_a_missing_file(project, refusing_target, dbtasks_server_url, tmp_path):
+    before = fingerprint(refusing_target)
+    proc = run(["restore-db", "--file", str(tmp_path / "nope.dump")], project, DATABASE_URL=url_str(refusing_target))
     assert_one_line_error(proc, "nope.dump does not exist")
-    assert fingerprint(target) == before and not leftover_names(dbtasks_server_url)
+    assert fingerprint(refusing_target) == before and not leftover_names(dbtasks_server_url)
 
 
 @pytest.mark.parametrize("content", [b"", b"this is not a dump\n" * 50, b"PGDMP\x01\x0e\x00garbage"])
-def test_restore_of_a_corrupt_file(project, target, dbtasks_server_url, tmp_path, content):
+def test_restore_of_a_corrupt_file(project, refusing_target, dbtasks_server_url, tmp_path, content):
     bad = tmp_path / "bad.dump"
     bad.write_bytes(content)
-    before = fingerprint(target)
-    proc = run(["restore-db", "--file", str(bad)], project, DATABASE_URL=url_str(target))
+    before = fingerprint(refusing_target)
+    proc = run(["restore-db", "--file", str(bad)], project, DATABASE_URL=url_str(refusing_target))
     assert_one_line_error(proc, "bad.dump is not a readable pg_dump archive")
-    assert fingerprint(target) == before and not leftover_names(dbtasks_server_url)
+    assert fingerprint(refusing_target) == before and not leftover_names(dbtasks_server_url)
 
 
-def test_restore_of_a_truncated_dump_keeps_the_old_database(project, demo_dump, target, dbtasks_server_url, tmp_path):
+def test_restore_of_a_truncated_dump_keeps_the_old_database(project, demo_dump, refusing_target, dbtasks_server_url, tmp_path):
     good, _ = demo_dump
     cut = tmp_path / "cut.dump"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size * 2 // 3])
-    before = fingerprint(target)
-    proc = run(["restore-db", "--file", str(cut)], project, DATABASE_URL=url_str(target))
+    before = fingerprint(refusing_target)
+    proc = run(["restore-db", "--file", str(cut)], project, DATABASE_URL=url_str(refusing_target))
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    assert fingerprint(target) == before and not leftover_names(dbtasks_server_url)
+    assert fingerprint(refusing_target) == before and not leftover_names(dbtasks_server_url)
 
 
 def test_restore_into_a_protected_environment_needs_confirmation(project, demo_dump, target, dbtasks_server_url):
@@ -303,7 +329,7 @@ def newer_server():
         yield url
 
 
-def test_dump_from_a_newer_server_uses_a_new_enough_pg_dump_and_is_refused_by_an_older_server(project, newer_server, target, dbtasks_server_url, tmp_path):
+def test_dump_from_a_newer_server_uses_a_new_enough_pg_dump_and_is_refused_by_an_older_server(project, newer_server, refusing_target, dbtasks_server_url, tmp_path):
     from dbtasks.database import create_database
 
     src = create_database(newer_server, "newer_src")
@@ -312,10 +338,10 @@ def test_dump_from_a_newer_server_uses_a_new_enough_pg_dump_and_is_refused_by_an
     proc = run(["dump-db", "--output", str(path)], project, DATABASE_URL=url_str(src))
     assert proc.returncode == 0, proc.stderr
     assert "server PostgreSQL 16" in proc.stdout and "pg_dump 16" in proc.stdout
-    before = fingerprint(target)
-    proc = run(["restore-db", "--file", str(path)], project, DATABASE_URL=url_str(target))
+    before = fingerprint(refusing_target)
+    proc = run(["restore-db", "--file", str(path)], project, DATABASE_URL=url_str(refusing_target))
     assert_one_line_error(proc, "newer.dump is a dump of a PostgreSQL 16 server, newer than the PostgreSQL 15 server")
-    assert fingerprint(target) == before and not leftover_names(dbtasks_server_url)
+    assert fingerprint(refusing_target) == before and not leftover_names(dbtasks_server_url)
 
 
 # -- interruptions ------------------------------------------------------------------------
@@ -353,23 +379,23 @@ def test_killed_restore_leaves_the_old_database_and_the_next_run_cleans_up(proje
     assert not [p for p in (tmp_path / "dumps").iterdir() if ".partial-" in p.name]
 
 
-def test_restore_with_an_unknown_owner_role_changes_nothing(project, demo_dump, target, dbtasks_server_url):
+def test_restore_with_an_unknown_owner_role_changes_nothing(project, demo_dump, refusing_target, dbtasks_server_url):
     path, _ = demo_dump
-    before = fingerprint(target)
-    proc = run(["restore-db", "--file", str(path), "--owner", "no_such_role_here"], project, DATABASE_URL=url_str(target))
+    before = fingerprint(refusing_target)
+    proc = run(["restore-db", "--file", str(path), "--owner", "no_such_role_here"], project, DATABASE_URL=url_str(refusing_target))
     assert_one_line_error(proc, "role 'no_such_role_here' does not exist")
-    assert fingerprint(target) == before and not leftover_names(dbtasks_server_url)
+    assert fingerprint(refusing_target) == before and not leftover_names(dbtasks_server_url)
 
 
 # -- recipes and secrets --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("runner", ["make", "just"])
-def test_recipes_pass_FILE_literally_and_fail_in_one_line(project, target, runner, tmp_path):
+def test_recipes_pass_FILE_literally_and_fail_in_one_line(project, refusing_target, runner, tmp_path):
     from .conftest import run_just, run_make
 
     odd = str(tmp_path / "it's $(touch pwned) `x`; .dump")
-    env = {"DATABASE_URL": url_str(target)}
+    env = {"DATABASE_URL": url_str(refusing_target)}
     if runner == "make":
         proc = run_make("restore-db", project, f"FILE={odd}", **env)
     else:

@@ -10,7 +10,9 @@ bin on PATH: the state a reader has who follows the page from the top.
 The project is a fresh clone as the README describes it: its own local
 PostgreSQL (``DB_SERVER=local``, a free port instead of the default, so test
 runs never meet the kit's own server), created by the page's first command
-when that is ``make init``, else by a ``make init`` the test runs first. make
+when that is ``make init``, else by a ``make init`` the test runs first: once
+per test process (initdb, migrate and seed are most of its time), later pages
+start a copy of that stopped cluster, which adopts their project. make
 and just run the kit's dbtasks (the warm test program of tests/forkserver.py,
 shown as ``.venv/bin/dbtasks``), and so does a bare ``dbtasks`` (first on PATH;
 ``DBTASKS_TEST_EXEC=1`` makes both the installed program).
@@ -213,9 +215,25 @@ def _reachable_tmp() -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def initialized_data():
+    """Where the first page of this test process that needs ``make init`` leaves a copy of its stopped cluster.
+
+    ``make init`` is initdb, migrate and seed, most of a page's setup. The
+    first such page runs it, stops the server and keeps a copy of ``data``
+    here; every later one gets a copy of that (``cp -a`` keeps the owner: the
+    server's OS user when we are root). Each page then starts its cluster
+    (``start-db`` adopts it for the page's project, postgresql.conf's project
+    mark): migrated, seeded and running, what a reader has after ``make init``.
+    """
+    cache = _reachable_tmp()
+    yield cache
+    shutil.rmtree(cache, ignore_errors=True)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", RUNNABLE, ids=[str(p.relative_to(REPO)) for p in RUNNABLE])
-def test_page_transcripts_run(page: Path):
+def test_page_transcripts_run(page: Path, request: pytest.FixtureRequest):
     steps = page_steps(page)
     root = _reachable_tmp()
     project = copy_project(root / "project")
@@ -225,8 +243,19 @@ def test_page_transcripts_run(page: Path):
     env["PATH"] = os.pathsep.join([str(Path(program).parent), str(BIN), env["PATH"]])  # `dbtasks` is the warm program too
     try:
         if steps[0].command.strip() != "make init":
-            setup = run(["init"], project, **settings)
-            assert setup.returncode == 0, setup.stdout + setup.stderr
+            # A page that does not start with `make init` (workflows.md does: it runs initdb itself) starts after it.
+            cache = request.getfixturevalue("initialized_data")
+            if not (cache / "data").is_dir():
+                setup = run(["init"], project, **settings)
+                assert setup.returncode == 0, setup.stdout + setup.stderr
+                stopped = run(["stop-db"], project, **settings)
+                assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+                subprocess.run(["cp", "-a", str(project / "data"), str(cache / "data.tmp")], check=True)
+                (cache / "data.tmp").rename(cache / "data")
+            else:
+                subprocess.run(["cp", "-a", str(cache / "data"), str(project / "data")], check=True)
+            setup = run(["start-db"], project, **settings)
+            assert setup.returncode == 0 and "(started)" in setup.stdout, setup.stdout + setup.stderr  # not initialized anew
         where = page.relative_to(REPO)
         for step in steps:
             proc = subprocess.run(

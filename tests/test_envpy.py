@@ -12,7 +12,9 @@ alembic_version).
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from dbtasks.checks import snapshot
-from dbtasks.database import connect
+from dbtasks.database import connect, create_database, drop_database, scratch_name
 from dbtasks.testing import free_port
 
 from .checks_helpers import EXAMPLES
@@ -46,16 +48,24 @@ def corpus(tmp_path: Path, variant: str, broken: bool = False, **fill: str) -> P
     return project
 
 
-@pytest.fixture
-def real_database(dbtasks_server_url, empty_database):
-    """A database an env.py might name: the corpus' first revision applied, rows in it."""
-    with connect(empty_database, autocommit=True) as conn:
-        conn.execute(sa.text("create type post_status as enum ('draft', 'published')"))
-        conn.execute(sa.text("create table users (id bigint primary key, email varchar(255) not null unique, name text not null)"))
-        conn.execute(sa.text("create table alembic_version (version_num varchar(32) primary key)"))
-        conn.execute(sa.text("insert into alembic_version values ('a0a0a0a0a001')"))
-        conn.execute(sa.text("insert into users select g, 'u' || g || '@example.com', 'user ' || g from generate_series(1, 50) g"))
-    return empty_database
+@pytest.fixture(scope="module")
+def real_database(dbtasks_server_url):
+    """A database an env.py might name: the corpus' first revision applied, rows in it.
+
+    One per module (per xdist worker): the tests only read it, and each one takes
+    its fingerprint before and proves it unchanged after.
+    """
+    url = create_database(dbtasks_server_url, scratch_name("dbtasks_test"))
+    try:
+        with connect(url, autocommit=True) as conn:
+            conn.execute(sa.text("create type post_status as enum ('draft', 'published')"))
+            conn.execute(sa.text("create table users (id bigint primary key, email varchar(255) not null unique, name text not null)"))
+            conn.execute(sa.text("create table alembic_version (version_num varchar(32) primary key)"))
+            conn.execute(sa.text("insert into alembic_version values ('a0a0a0a0a001')"))
+            conn.execute(sa.text("insert into users select g, 'u' || g || '@example.com', 'user ' || g from generate_series(1, 50) g"))
+        yield url
+    finally:
+        drop_database(dbtasks_server_url, url.database)
 
 
 def fingerprint(url) -> tuple:
@@ -92,19 +102,39 @@ def verdict(proc) -> tuple[int, set]:
 
 @pytest.fixture(scope="module")
 def cookbook_verdicts(tmp_path_factory, dbtasks_server_url):
-    """What the Alembic cookbook env.py gets, clean and broken (the reference)."""
-    tmp = tmp_path_factory.mktemp("cookbook")
+    """What the Alembic cookbook env.py gets, clean (False) and broken (True): the reference.
+
+    ``cookbook_verdicts(broken)`` runs the check once per test session, when a
+    test first asks: under pytest-xdist the first worker to ask writes the
+    verdict to the session's shared temporary directory (under a lock) and the
+    other worker reads it. Tests ask after their own check ran, so a worker
+    checks its variant while the other one computes the reference.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # xdist: <session>/popen-gwN
     real = dbtasks_server_url.set(database="postgres")
-    out = {}
-    for broken in (False, True):
-        out[broken] = verdict(check(corpus(tmp, "cookbook", broken), "cookbook", real, tmp))
-    return out
+    known: dict[bool, tuple[int, set]] = {}
+
+    def reference(broken: bool) -> tuple[int, set]:
+        if broken not in known:
+            path = shared / f"envpy-cookbook-{'broken' if broken else 'clean'}.json"
+            with open(path.with_suffix(".lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not path.exists():
+                    tmp = tmp_path_factory.mktemp("cookbook")
+                    code, found = verdict(check(corpus(tmp, "cookbook", broken), "cookbook", real, tmp))
+                    path.write_text(json.dumps([code, sorted(found, key=str)]))
+            code, found = json.loads(path.read_text())
+            known[broken] = (code, {tuple(f) for f in found})
+        return known[broken]
+
+    return reference
 
 
 def test_the_reference_verdicts_pass_clean_and_fail_broken(cookbook_verdicts):
-    code, found = cookbook_verdicts[False]
+    code, found = cookbook_verdicts(False)
     assert code == 0 and not {f for f in found if f[1] != "empty-downgrade"}, found
-    code, found = cookbook_verdicts[True]
+    code, found = cookbook_verdicts(True)
     assert code == 1
     assert ("drift", "model-drift", None) in found
     assert ("roundtrip", "downgrade-leaves-objects", "c9c9c9c9c901") in found
@@ -116,7 +146,7 @@ def test_every_env_py_gets_the_same_verdicts_and_the_real_database_is_untouched(
     project = corpus(tmp_path, variant, broken, HARD_CODED_URL=url_str(real_database))
     before = fingerprint(real_database)
     proc = check(project, variant, real_database, tmp_path)
-    assert verdict(proc) == cookbook_verdicts[broken], (proc.stdout, proc.stderr)
+    assert verdict(proc) == cookbook_verdicts(broken), (proc.stdout, proc.stderr)
     assert fingerprint(real_database) == before
     if variant in ("own_variables", "hard_coded"):
         # env.py asked for the real database: it was given the scratch one, and told so

@@ -66,6 +66,22 @@ def app_project(tmp_path: Path) -> Path:
     return project
 
 
+@pytest.fixture(scope="module")
+def app_replayed(tmp_path_factory, dbtasks_server_url: URL) -> snapshot.Snapshot:
+    """The snapshot of a database the example application's history was replayed into, taken once per module.
+
+    Tests compare what they loaded with it and never change it (the database is dropped once the snapshot is taken).
+    """
+    project = app_project(tmp_path_factory.mktemp("app"))
+    name = scratch_name("dbtasks_load")
+    replayed = create_database(dbtasks_server_url, name)
+    try:
+        migrations.upgrade_scratch(load_settings({"database_url": url_str(replayed)}, project_dir=project), replayed)
+        return snap(replayed)
+    finally:
+        drop_database(dbtasks_server_url, name)
+
+
 def revision_file(project: Path) -> Path:
     """The example application's one revision file."""
     return next((project / "alembic" / "versions").glob(f"*{HEAD}*.py"))
@@ -107,18 +123,28 @@ def test_stamp_round_trip_and_hand_edits():
     assert read_stamp(sql) is None
 
 
-def test_loaded_equals_replayed_on_the_example_app(tmp_path, new_db):
+def test_loaded_equals_replayed_on_the_example_app(tmp_path, new_db, app_replayed):
     project = app_project(tmp_path)
-    replayed, loaded = new_db(), new_db()
-    settings = load_settings({"database_url": url_str(replayed)}, project_dir=project)
-    migrations.upgrade_scratch(settings, replayed)
+    loaded = new_db()
 
     proc = run(["schema-load"], project, DATABASE_URL=url_str(loaded))
     assert proc.returncode == 0, proc.stderr
     assert "loaded docs/database/schema.sql into" in proc.stdout and f"now at {HEAD}" in proc.stdout
-    assert_same(snap(replayed), snap(loaded))
+    assert_same(app_replayed, snap(loaded))
     status = run(["status"], project, DATABASE_URL=url_str(loaded))
     assert "pending:  none, up to date" in status.stdout, status.stdout
+
+
+def test_the_template_path_loads_and_stamps_a_scratch_database(tmp_path, new_db, app_replayed):
+    """What dbtasks_template does under auto: load_scratch, stamped through env.py; equal to a replay."""
+    project = app_project(tmp_path)
+    loaded = new_db()
+    settings = load_settings({"database_url": url_str(loaded)}, project_dir=project)
+    fresh = schema_load.should_load(settings, loaded)
+    assert fresh is not None
+    assert schema_load.load_scratch(settings, loaded, fresh) == [HEAD]
+    assert_same(app_replayed, snap(loaded))
+    assert migrations.status(settings).up_to_date
 
 
 def test_loaded_equals_replayed_on_200_revisions_with_churn(chain, new_db):
@@ -245,16 +271,3 @@ def test_should_load_verdicts(tmp_path, new_db):
         conn.commit()
     assert schema_load.should_load(settings, url) is None  # not empty: replay (upgrade)
     assert run(["settings"], project, DBTASKS_SCHEMA_LOAD="sometimes").returncode == 2
-
-
-def test_the_template_path_loads_and_stamps_a_scratch_database(tmp_path, new_db):
-    """What dbtasks_template does under auto: load_scratch, stamped through env.py; equal to a replay."""
-    project = app_project(tmp_path)
-    loaded, replayed = new_db(), new_db()
-    settings = load_settings({"database_url": url_str(loaded)}, project_dir=project)
-    fresh = schema_load.should_load(settings, loaded)
-    assert fresh is not None
-    assert schema_load.load_scratch(settings, loaded, fresh) == [HEAD]
-    migrations.upgrade_scratch(settings, replayed)
-    assert_same(snap(replayed), snap(loaded))
-    assert migrations.status(settings).up_to_date

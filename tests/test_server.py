@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from dbtasks.config import load_settings
-from dbtasks.server import DockerServer, LocalServer, find_bin_dir, pgserver_bin_dir, relocated_data_dir
+from dbtasks.server import LOCAL_TUNING, TUNING_FILE, DockerServer, LocalServer, find_bin_dir, maintenance_work_mem_mb, pgserver_bin_dir, relocated_data_dir
 from dbtasks.testing import free_port
 
 from .conftest import REPO, assert_one_line_error, copy_project, local_env, run, run_make, scalar
@@ -75,6 +75,41 @@ def test_the_cluster_names_its_project_once(tmp_path):
     assert text.count("dbtasks.project") == 1 and local.mark_line() in text and text.startswith("port = 5432\n")
     assert local.mark_line() == f"dbtasks.project = '{tmp_path}'"
     assert local.write_mark() is False and conf.read_text() == text
+
+
+@pytest.mark.skipif(bool(os.environ.get("TEST_DATABASE_URL")), reason="the test server is not a dbtasks local cluster")
+def test_the_local_cluster_runs_tuned_for_a_disposable_copy(dbtasks_server_url):
+    """The session's server is a dbtasks local cluster: WAL-skipping loads, no
+    waiting on commit flushes, big index builds, and fsync still on."""
+    wanted = ", ".join(f"'{name}'" for name in LOCAL_TUNING)
+    rows = scalar(dbtasks_server_url, f"select array_agg(name || '=' || current_setting(name)) from pg_settings where name in ({wanted})")
+    shown = dict(row.split("=", 1) for row in rows)
+    assert shown["wal_level"] == "minimal" and shown["max_wal_senders"] == "0"
+    assert shown["synchronous_commit"] == "off" and shown["max_wal_size"] == "4GB"
+    assert shown["fsync"] == "on" and shown["full_page_writes"] == "on"
+    assert scalar(dbtasks_server_url, "select setting::int / 1024 from pg_settings where name = 'maintenance_work_mem'") == maintenance_work_mem_mb()
+
+
+def test_a_cluster_of_an_older_dbtasks_gets_the_tuning_at_its_next_start(tmp_path):
+    """A postgresql.conf that says fsync = off (older dbtasks) gets the include
+    after those lines, once; the file is written once and not again unchanged."""
+    data = tmp_path / "pgdata"
+    data.mkdir()
+    conf = data / "postgresql.conf"
+    conf.write_text("# written by dbtasks\nfsync = off\nfull_page_writes = off\n")
+    local = LocalServer(load_settings(project_dir=tmp_path, environ={"DBTASKS_PG_DATA": str(data)}))
+    assert local.write_tuning() is True
+    lines = conf.read_text().splitlines()
+    assert lines[-1] == f"include_if_exists = '{TUNING_FILE}'" and lines.index("fsync = off") < len(lines) - 1
+    tuning = (data / TUNING_FILE).read_text()
+    assert "wal_level = 'minimal'" in tuning and "fsync = 'on'" in tuning
+    assert local.write_tuning() is False and conf.read_text().splitlines() == lines
+
+
+def test_maintenance_work_mem_is_bounded_by_the_machine():
+    assert maintenance_work_mem_mb(512 * 1024**2) == 64
+    assert maintenance_work_mem_mb(8 * 1024**3) == 512
+    assert maintenance_work_mem_mb(64 * 1024**3) == 1024
 
 
 def test_port_taken_by_another_server_changes_nothing(project, reachable_dir):

@@ -109,7 +109,14 @@ def _generated(column: sa.Column) -> bool:
 
 
 def fill(url: URL, rows: int, notes: list[str]) -> dict[str, int]:
-    """Insert ``rows`` generated rows into every table of ``url``; returns the counts."""
+    """Insert ``rows`` generated rows into every table of ``url``; returns the counts.
+
+    Each table is filled by one ``INSERT ... SELECT ... FROM generate_series``
+    computing the same values as :func:`value_for` inside the server (a million
+    rows in seconds, for db-rehearse-prod's ``ROWS``); a table with a type
+    that has no SQL generator, or whose constraints refuse some of the rows,
+    is filled row by row from Python instead.
+    """
     counts: dict[str, int] = {}
     with connect(url) as conn:
         metadata = sa.MetaData()
@@ -117,9 +124,131 @@ def fill(url: URL, rows: int, notes: list[str]) -> dict[str, int]:
         for table in metadata.sorted_tables:
             if table.name == "alembic_version":
                 continue
-            counts[table.name] = _fill_table(conn, table, rows, notes)
+            filled = _fill_table_sql(conn, table, rows, notes)
+            counts[table.name] = filled if filled is not None else _fill_table(conn, table, rows, notes)
         conn.commit()
     return counts
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def sql_value(column: sa.Column, type_: Any, k: str, rows: int) -> str | None:
+    """An SQL expression over the row number ``k`` giving :func:`value_for`'s value; None when there is none."""
+    if isinstance(type_, sa.Enum):
+        labels = list(type_.enums)
+        return f"(ARRAY[{', '.join(_literal(x) for x in labels)}])[({k}) % {len(labels)} + 1]" if labels else None
+    if isinstance(type_, sa.Boolean):
+        return f"(({k}) % 2 = 0)"
+    if isinstance(type_, sa.SmallInteger):
+        return f"(({k}) % 32000 + 1)"
+    if isinstance(type_, sa.Integer):
+        return f"(({k}) + 1)"
+    if isinstance(type_, sa.Float):
+        return f"(({k}) + 0.5)"
+    if isinstance(type_, sa.Numeric):
+        digits = (type_.precision - (type_.scale or 0)) if type_.precision else 9
+        return f"((({k}) + 1) % {10 ** max(1, digits)})"
+    if isinstance(type_, sa.DateTime):
+        zone = "+00" if getattr(type_, "timezone", False) else ""
+        return f"(timestamp{'tz' if zone else ''} '{EPOCH:%Y-%m-%d %H:%M:%S}{zone}' + ({k}) * interval '1 hour')"
+    if isinstance(type_, sa.Date):
+        return f"(date '{EPOCH:%Y-%m-%d}' + ({k})::int)"
+    if isinstance(type_, sa.Time):
+        return f"make_time((({k}) % 24)::int, (({k}) % 60)::int, 0)"
+    if isinstance(type_, sa.Interval):
+        return f"((({k}) + 1) * interval '1 minute')"
+    if isinstance(type_, (sa.Uuid, postgresql.UUID)):
+        return f"lpad(to_hex(({k}) + 1), 32, '0')::uuid"
+    if isinstance(type_, (postgresql.JSON, postgresql.JSONB, sa.JSON)):
+        return f"json_build_object('n', {k})"
+    if isinstance(type_, postgresql.ARRAY):
+        item = sql_value(column, type_.item_type, k, rows)
+        return None if item is None else f"ARRAY[{item}]"
+    if isinstance(type_, sa.LargeBinary):
+        return f"int4send((({k}) % 2147483648)::int)"
+    if isinstance(type_, (postgresql.INET, postgresql.CIDR)):
+        return f"('10.' || ((({k}) >> 16) & 255) || '.' || ((({k}) >> 8) & 255) || '.' || (({k}) & 255))"
+    if isinstance(type_, postgresql.MACADDR):
+        return f"('08:00:2b:' || lpad(to_hex(((({k}) >> 16) & 255)::int), 2, '0') || ':' || lpad(to_hex(((({k}) >> 8) & 255)::int), 2, '0') || ':' || lpad(to_hex((({k}) & 255)::int), 2, '0'))"
+    if isinstance(type_, sa.String):
+        length = getattr(type_, "length", None)
+        if length and len(f"{column.name}-{rows}") > length:
+            return f"right(lpad(({k})::text, {length}, '0'), {length})"  # distinct while the numbers fit
+        return f"({_literal(column.name + '-')} || ({k}))"
+    return None
+
+
+def _fill_table_sql(conn: sa.Connection, table: sa.Table, rows: int, notes: list[str]) -> int | None:
+    """Fill ``table`` with one INSERT ... SELECT over generate_series; None when Python must do it."""
+    quote = conn.dialect.identifier_preparer.quote
+    unique = {c.name for c in table.primary_key.columns}
+    for constraint in table.constraints:
+        if isinstance(constraint, sa.UniqueConstraint):
+            unique |= {c.name for c in constraint.columns}
+    for index in table.indexes:
+        if index.unique:
+            unique |= {c.name for c in index.columns}
+    joins: list[str] = []
+    fk_exprs: dict[str, str] = {}
+    for j, fk in enumerate(table.foreign_key_constraints):
+        referred = fk.referred_table
+        columns = list(fk.columns)
+        available = 0
+        if referred is not table:
+            parent = conn.dialect.identifier_preparer.format_table(referred)
+            available = conn.execute(sa.text(f"select count(*) from (select 1 from {parent} limit {rows * 4}) x")).scalar() or 0
+        k = "g.i" if any(c.name in unique for c in columns) else "(g.i / 2)"
+        if available:
+            cols = ", ".join(quote(e.column.name) for e in fk.elements)
+            joins.append(f"left join (select {cols}, row_number() over () - 1 as rn from {parent} limit {rows * 4}) p{j} on p{j}.rn = {k} % {available}")
+        for idx, column in enumerate(columns):
+            if not available:
+                if not column.nullable:
+                    notes.append(f"table {table.name} left empty: no rows to reference for {column.name}")
+                    return 0
+                fk_exprs[column.name] = "NULL"
+                continue
+            ref = f"p{j}.{quote(fk.elements[idx].column.name)}"
+            fk_exprs[column.name] = f"(CASE WHEN g.i % 4 = 3 THEN NULL ELSE {ref} END)" if column.nullable else ref
+    names, exprs = [], []
+    for column in table.columns:
+        k = "g.i" if column.name in unique else "(g.i / 2)"
+        if column.name in fk_exprs:
+            expr = fk_exprs[column.name]
+        elif _generated(column):
+            continue
+        else:
+            value = sql_value(column, column.type, k, rows)
+            if value is None:
+                if column.nullable:
+                    expr = "NULL"
+                elif column.server_default is not None:
+                    continue
+                else:
+                    return None  # Python says which column has no generator
+            else:
+                try:
+                    typed = column.type.compile(dialect=conn.dialect)
+                except Exception:  # noqa: BLE001 - a reflected type SQLAlchemy cannot spell: Python fills it
+                    return None
+                expr = f"CAST({value} AS {typed})"
+                if column.nullable and not column.primary_key:
+                    expr = f"(CASE WHEN g.i % 4 = 3 THEN NULL ELSE {expr} END)"
+        names.append(quote(column.name))
+        exprs.append(expr)
+    target = conn.dialect.identifier_preparer.format_table(table)
+    columns_sql = f"({', '.join(names)}) " if names else ""
+    select = f"SELECT {', '.join(exprs)}" if exprs else "SELECT"
+    sql = f"INSERT INTO {target} {columns_sql}{select} FROM generate_series(0, {rows - 1}) AS g(i) {' '.join(joins)}"
+    if not names:
+        sql = f"INSERT INTO {target} SELECT FROM generate_series(0, {rows - 1}) AS g(i)"
+    try:
+        with conn.begin_nested():
+            return conn.exec_driver_sql(sql.replace("%", "%%")).rowcount
+    except sa.exc.DBAPIError:
+        return None
 
 
 def _fill_table(conn: sa.Connection, table: sa.Table, rows: int, notes: list[str]) -> int:
@@ -201,31 +330,44 @@ def new_revisions(workspace: Workspace) -> tuple[list[Script], str, str | None]:
     return chosen, scope.describe(), scope.note
 
 
-def run(workspace: Workspace) -> CheckResult:
-    """Fill a database at the parent of the new revisions with rows, then apply them."""
-    result = CheckResult(NAME)
+def plan(workspace: Workspace, notes: list[str]) -> tuple[list[Script], list[str]] | None:
+    """The new revisions to rehearse and the revisions to fill rows at (their parents).
+
+    None when there is no new revision (a note says why). A changed old
+    revision below a new one is applied on the way to the parents. New
+    revisions that start at base have nothing to hold rows until the first
+    of them has run: it becomes the parent (run without data, noted) and the
+    others are rehearsed.
+    """
     chosen, described, note = new_revisions(workspace)
     if note:
-        result.notes.append(note)
+        notes.append(note)
     if not chosen:
-        result.notes.append(f"no new revision to rehearse ({described})")
-        return result
+        notes.append(f"no new revision to rehearse ({described})")
+        return None
     new_ids = {s.revision for s in chosen}
     parents = sorted({d for s in chosen for d in revision_ids(s.down_revision) if d not in new_ids})
-    # A changed old revision below a new one is applied on the way to the parents.
-    below = set()
+    below: set[str] = set()
     for parent in parents:
         below |= workspace.ancestors(parent)
     chosen = [s for s in chosen if s.revision not in below]
     if not parents:
-        # The new revisions start at base: there is nothing to hold rows until the first
-        # of them has run, so it runs without data and the others are rehearsed.
         first = chosen.pop(0)
         parents = [first.revision]
-        result.notes.append(f"{first.revision} starts the history, so it ran on an empty database")
-        if not chosen:
-            result.skipped = "the only new revision starts the history: there are no rows to rehearse it on"
-            return result
+        notes.append(f"{first.revision} starts the history, so it ran on an empty database")
+    return chosen, parents
+
+
+def run(workspace: Workspace) -> CheckResult:
+    """Fill a database at the parent of the new revisions with rows, then apply them."""
+    result = CheckResult(NAME)
+    planned = plan(workspace, result.notes)
+    if planned is None:
+        return result
+    chosen, parents = planned
+    if not chosen:
+        result.skipped = "the only new revision starts the history: there are no rows to rehearse it on"
+        return result
     url = workspace.scratch()
     for parent in parents:
         workspace.upgrade(url, parent)

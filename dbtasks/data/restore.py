@@ -56,7 +56,7 @@ from dbtasks.data.tools import (
     server_major,
 )
 from dbtasks.errors import DbtasksError, ProtectedEnvironment, UsageError
-from dbtasks.safety import carry_mark, guard, protection
+from dbtasks.safety import carry_mark, confirm_unmasked, guard, protection
 
 SCRATCH_PREFIX = "dbtasks_restore_"
 OLD_PREFIX = "dbtasks_old_"
@@ -77,6 +77,8 @@ class RestoreResult:
     leftovers: list[str] = dataclasses.field(default_factory=list)
     dump: DumpResult | None = None
     data_bytes: int | None = None  # table data loaded: the source's sizes, or measured after a foreign dump
+    masked: object | None = None  # a masking.MaskReport: dump-and-restore with masking rules: what was masked before the swap
+    unmasked: bool = False  # masking rules exist but MASK=0 skipped them (confirmed)
 
 
 def target_hash(target: str) -> str:
@@ -186,6 +188,10 @@ def pg_restore_args(pg_restore: str, file: Path, dbname: str, jobs: int, owner: 
     if data_only:
         args += ["--data-only", "--disable-triggers"]
     if jobs > 1:
+        # Parallel pg_restore also loads each table it created as TRUNCATE + COPY in
+        # one transaction, which wal_level = minimal (the local server's) writes
+        # without WAL. --single-transaction would do that for one job, but was not
+        # faster (docs/development.md) and may run out of locks on big schemas.
         args.append(f"--jobs={jobs}")
     args.append(str(file))
     return args
@@ -346,7 +352,7 @@ def _announce_sessions(settings: Settings, ask_sessions, say) -> None:
         say(text)
 
 
-def _restore_full(settings: Settings, info: ArchiveInfo, jobs: int | None, owner: str | None, progress: ProgressCallback | None) -> RestoreResult:
+def _restore_full(settings: Settings, info: ArchiveInfo, jobs: int | None, owner: str | None, progress: ProgressCallback | None, after: Callable[[URL], None] | None = None) -> RestoreResult:
     started = time.monotonic()
     jobs = jobs or settings.restore_jobs
     url = settings.url
@@ -362,6 +368,8 @@ def _restore_full(settings: Settings, info: ArchiveInfo, jobs: int | None, owner
     def build(scratch: URL) -> None:
         args = pg_restore_args(pg_restore.path, info.path, scratch.database, jobs, role)
         loaded.append(run_pg_restore(args, scratch, info, progress, indexes=index_builds(info)))
+        if after is not None:
+            after(scratch)
 
     replaced, cleaned = _into_scratch(settings, version_num, build, _owner(settings, owner, current_owner, superuser))
     return RestoreResult(settings.database_name, info.path, tables, time.monotonic() - started, "full", None, replaced, cleaned, data_bytes=loaded[-1] if loaded else None)
@@ -388,6 +396,9 @@ def dump_and_restore(
     owner: str | None = None,
     keep_dump: bool = True,
     progress: ProgressCallback | None = None,
+    confirm: str | None = None,
+    ask=None,
+    say: Callable[[str], None] | None = None,
 ) -> RestoreResult:
     """Dump environment ``source_env`` and load it into the local database, safely.
 
@@ -409,6 +420,15 @@ def dump_and_restore(
     source = source_settings(settings, source_env)
     if _same_database(source.url, settings.url):
         raise UsageError(f"source {source_env!r} and target are the same database ({describe(settings.url)})", "pick another FROM, or another target DATABASE_URL")
+    # Masking rules are read (and MASK=0 confirmed) before anything is dumped.
+    from dbtasks.data import masking
+
+    rules = masking.load_rules(settings)
+    if rules and not settings.mask:
+        confirm_unmasked(settings, source_env, confirm, ask)
+    masking_on = bool(rules) and settings.mask
+    keep_dump = keep_dump and not masking_on  # the raw dump holds unmasked rows: it never stays
+    masked: list = []
     # Check the target answers before spending time on a dump.
     version_num, current_owner, superuser = _facts(settings)
     if mode == "schema" and not superuser:
@@ -425,13 +445,23 @@ def dump_and_restore(
     working = final.with_name(f"{final.name}.partial-{os.getpid()}")
     dumped = dump_db(source.with_(dump_format=dump_settings.dump_format), output=working, progress=progress)
     done = False
+
+    def after(scratch: URL) -> None:
+        """With masking rules: the raw dump goes as soon as the scratch database holds the rows, then the rows are masked, before the swap."""
+        if not masking_on:
+            return
+        _remove_dump(dumped.path)
+        masked.append(masking.apply(settings, scratch, rules, say=say))
+
     try:
         pause_point("dumped")
         info = read_archive(dumped.path, settings.pg_bin)
         if mode == "full":
-            result = _restore_full(settings, info, jobs, owner, progress)
+            result = _restore_full(settings, info, jobs, owner, progress, after)
         else:
-            result = _restore_schema(settings, info, version_num, jobs, owner, current_owner, superuser, progress)
+            result = _restore_schema(settings, info, version_num, jobs, owner, current_owner, superuser, progress, after)
+        result.masked = masked[-1] if masked else None
+        result.unmasked = bool(rules) and not settings.mask
         done = True
     finally:
         if done and keep_dump:
@@ -439,17 +469,21 @@ def dump_and_restore(
             if meta_path(dumped.path).exists():
                 meta_path(dumped.path).rename(meta_path(final))
         else:
-            if dumped.path.is_dir():
-                shutil.rmtree(dumped.path, ignore_errors=True)
-            else:
-                dumped.path.unlink(missing_ok=True)
-            remove_meta(dumped.path)
+            _remove_dump(dumped.path)
     result.dump = dataclasses.replace(dumped, path=final)
     result.file = final
     return result
 
 
-def _restore_schema(settings: Settings, info: ArchiveInfo, version_num: int, jobs: int | None, owner: str | None, current_owner: str | None, superuser: bool, progress: ProgressCallback | None) -> RestoreResult:
+def _remove_dump(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+    remove_meta(path)
+
+
+def _restore_schema(settings: Settings, info: ArchiveInfo, version_num: int, jobs: int | None, owner: str | None, current_owner: str | None, superuser: bool, progress: ProgressCallback | None, after: Callable[[URL], None] | None = None) -> RestoreResult:
     from dbtasks import migrations
 
     started = time.monotonic()
@@ -486,6 +520,8 @@ def _restore_schema(settings: Settings, info: ArchiveInfo, version_num: int, job
         loaded.append(run_pg_restore(args, scratch, info, progress, "data"))
         migrations.upgrade_scratch(settings, scratch, "heads", script)
         report(progress, "schema", 2, 2, "steps", "upgraded to head")
+        if after is not None:
+            after(scratch)
 
     replaced, cleaned = _into_scratch(settings, version_num, build, _owner(settings, owner, current_owner, superuser))
     return RestoreResult(settings.database_name, info.path, tables, time.monotonic() - started, "schema", revision, replaced, cleaned, data_bytes=loaded[-1] if loaded else None)

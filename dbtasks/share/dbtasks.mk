@@ -150,7 +150,8 @@ override APPLY := $(value APPLY)
 override ALL_ROWS := $(value ALL_ROWS)
 override FORCE := $(value FORCE)
 override WRITE := $(value WRITE)
-export FILE FROM MODE JOBS KEEP SCRIPT DRY_RUN OLDER_THAN APPLY ALL_ROWS FORCE WRITE
+override MASK := $(value MASK)
+export FILE FROM MODE JOBS KEEP SCRIPT DRY_RUN OLDER_THAN APPLY ALL_ROWS FORCE WRITE MASK
 
 .PHONY: dump-db restore-db dump-and-restore dump-and-restore-to-prod backup-db run-script db-cleanup
 
@@ -165,6 +166,14 @@ dump-and-restore: ## Copy FROM=prod into the local database safely (MODE=full fo
 
 dump-and-restore-to-prod: ## Copy prod INTO the local database (despite the name; same as dump-and-restore FROM=prod)
 	$(DBTASKS) dump-and-restore --from prod
+
+.PHONY: db-rehearse-prod
+# REUSE and ROWS reach dbtasks as environment variables (FROM and FORMAT as above).
+override REUSE := $(value REUSE)
+override ROWS := $(value ROWS)
+export REUSE ROWS
+db-rehearse-prod: ## Apply pending revisions to a copy of FROM=prod (REUSE=1, or ROWS=n generated rows); report locks and rewrites
+	$(DBTASKS) rehearse-prod
 
 backup-db: ## Timestamped, verified backup into backups/, keeping the newest KEEP
 	$(DBTASKS) backup-db
@@ -205,7 +214,7 @@ endif
 .PHONY: check db-check-migrations db-check-heads db-migrate-linearize db-lint-migrations \
 	db-check-roundtrip db-rehearse
 
-check: ## Every migration guardrail, one summary table: heads, ledger, lint, roundtrip, drift, rehearse, docs
+check: ## Every migration guardrail, one summary table: heads, ledger, lint, roundtrip, drift, rehearse, masking, docs
 	$(DBTASKS) check
 
 db-check-migrations: ## Fail when the models differ from the migrations (scratch database, autogenerate)
@@ -248,6 +257,11 @@ db-check-roundtrip: ## Prove every downgrade undoes its upgrade, revision by rev
 
 db-rehearse: ## Apply the new revisions (SINCE=REF) to a scratch database full of generated rows
 	$(DBTASKS) rehearse
+
+.PHONY: db-check-masking
+
+db-check-masking: ## Warn about personal-looking columns without a masking rule; fail on rules that do not fit the schema
+	$(DBTASKS) check-masking
 
 # Restore the including Makefile's default goal: empty means "the first target
 # after this file", as if dbtasks.mk were not there.

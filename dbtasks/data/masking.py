@@ -1,0 +1,455 @@
+"""Masking rules: personal data is replaced inside the scratch database, before anything reaches a developer.
+
+Rules map ``table.column`` (or ``schema.table.column``) to a strategy, in
+``[tool.dbtasks.masking]`` of pyproject.toml or in a TOML file named by
+``masking_file`` (its ``[masking]`` table, or its top-level keys)::
+
+    [tool.dbtasks.masking]
+    "users.email" = "email"
+    "users.name" = "name"
+    "users.id" = "hash"
+    "projects.owner_id" = "hash"
+
+Every strategy is SQL run on the server (one ``UPDATE`` per table, in one
+transaction): no row leaves the server, and the same value with the same
+``masking_seed`` always masks to the same result, so joins on masked columns
+still match and two copies agree. With another seed, the results differ.
+
+=================  ============================================================
+``null``           NULL (refused on a NOT NULL column)
+``fixed:<value>``  that value, cast to the column's type
+``hash``           text: md5 of seed and value (32 hex characters, cut to the
+                   column's length); integer: a keyed permutation of the value
+                   (a bijection, so keys stay unique and foreign keys match);
+                   uuid: the md5 as a uuid
+``email``          ``user_<16 hex>@example.invalid``
+``name``           a made-up "First Last" picked by the hash
+``phone``          ``+1-555-<7 digits>`` picked by the hash
+``text:<n>``       n characters of hash
+``keep``           unchanged (says the column was looked at: check-masking is quiet)
+``sql:<expr>``     an SQL expression over the row's columns
+=================  ============================================================
+
+NULL stays NULL under every strategy but ``fixed`` and ``sql``. Rules are
+validated against the schema they are applied to: an unknown table, column or
+strategy, ``null`` on a NOT NULL column, a text strategy on a number, or a
+strategy that cannot keep a unique column unique is one line (exit 2).
+A masked column referenced by a foreign key whose other side has no identical
+rule is a warning: its joins would no longer match.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Any, Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+
+from dbtasks.config import Settings, project_name, shown_path
+from dbtasks.database import connect, quote_ident
+from dbtasks.errors import ConfigError, DbtasksError, read_text, redact, register_secret
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+STRATEGIES = ("null", "fixed:<value>", "hash", "email", "name", "phone", "text:<n>", "keep", "sql:<expression>")
+_NAMES = {s.split(":")[0] for s in STRATEGIES}
+_WITH_ARGUMENT = {"fixed", "text", "sql"}
+_TEXT_ONLY = {"email", "name", "phone", "text"}
+_NOT_UNIQUE = {"fixed", "name", "phone"}  # strategies that would make a unique column repeat values
+EMAIL_LENGTH = len("user_") + 16 + len("@example.invalid")
+
+FIRST = ("Alex", "Sam", "Robin", "Kim", "Jordan", "Taylor", "Morgan", "Casey", "Jamie", "Riley", "Avery", "Quinn", "Charlie", "Drew", "Eli", "Noa")
+LAST = ("Smith", "Jones", "Miller", "Garcia", "Brown", "Davis", "Lopez", "Wilson", "Moore", "Clark", "Lewis", "Young", "King", "Hill", "Green", "Baker")
+
+
+class MaskingError(DbtasksError):
+    """A masking rule is malformed or does not fit the schema (exit 2)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One masking rule as written: ``key = "strategy[:argument]"``."""
+
+    key: str
+    schema: str | None
+    table: str
+    column: str
+    strategy: str
+    argument: str | None
+    origin: str  # where it was written, for messages
+
+    @property
+    def text(self) -> str:
+        return self.strategy + (f":{self.argument}" if self.argument is not None else "")
+
+
+@dataclasses.dataclass
+class Column:
+    """A column of the database the rules are applied to."""
+
+    schema: str
+    table: str
+    name: str
+    type: str  # format_type(), e.g. character varying(255)
+    category: str  # pg_type.typcategory: S string, N numeric, U user (uuid), I network ...
+    base: str  # pg_type.typname: int8, varchar, uuid ...
+    length: int | None  # character_maximum_length
+    not_null: bool
+    unique: bool  # alone in a primary key or a unique constraint/index
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.table}.{self.name}"
+
+
+@dataclasses.dataclass
+class MaskReport:
+    """What :func:`apply` did: rows updated per table, and the warnings of validation."""
+
+    tables: dict[str, int] = dataclasses.field(default_factory=dict)
+    columns: int = 0
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+# -- reading the rules -----------------------------------------------------------------
+
+
+def _parse(key: Any, value: Any, origin: str) -> Rule:
+    where = f"masking rule {key!r} in {origin}"
+    if not isinstance(key, str) or not isinstance(value, str):
+        raise MaskingError(f"{where} must map a \"table.column\" string to a strategy string", f"e.g. \"users.email\" = \"email\"; strategies: {', '.join(STRATEGIES)}")
+    parts = key.split(".")
+    if len(parts) not in (2, 3) or not all(p.strip() for p in parts):
+        raise MaskingError(f"{where} names no column", "write it as \"table.column\" or \"schema.table.column\"")
+    schema, table, column = ([None] + [p.strip() for p in parts])[-3:]
+    name, sep, argument = value.strip().partition(":")
+    name = name.strip().lower()
+    if name not in _NAMES:
+        raise MaskingError(f"{where} has an unknown strategy {value!r}", f"use one of {', '.join(STRATEGIES)}")
+    if name in _WITH_ARGUMENT and not sep:
+        raise MaskingError(f"{where}: {name} needs an argument", f"write it as {next(s for s in STRATEGIES if s.startswith(name + ':'))}")
+    if name not in _WITH_ARGUMENT and sep:
+        raise MaskingError(f"{where}: {name} takes no argument", f"write it as \"{name}\"")
+    if name == "text" and not (argument.strip().isdigit() and int(argument) > 0):
+        raise MaskingError(f"{where}: text needs a length of 1 or more", "write it as \"text:20\"")
+    if name == "sql" and not argument.strip():
+        raise MaskingError(f"{where}: sql needs an expression", "write it as \"sql:<expression over the row's columns>\"")
+    return Rule(key, schema, table, column, name, argument if sep else None, origin)
+
+
+def load_rules(settings: Settings) -> list[Rule]:
+    """The rules of ``[tool.dbtasks.masking]`` and of ``masking_file``; malformed ones are one-line errors."""
+    sources: list[tuple[str, dict]] = []
+    if settings.masking:
+        sources.append(("[tool.dbtasks.masking]" if settings.sources.get("masking") == "pyproject" else "DBTASKS_MASKING", settings.masking))
+    if settings.masking_file:
+        path = settings.path(settings.masking_file)
+        if not path.is_file():
+            raise ConfigError(f"masking file {shown_path(path)} does not exist", "create it or fix DBTASKS_MASKING_FILE / masking_file")
+        try:
+            data = tomllib.loads(read_text(path))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"masking file {shown_path(path)} is not valid TOML ({exc})", "fix the file") from None
+        table = data.get("masking", data)
+        if not isinstance(table, dict):
+            raise ConfigError(f"[masking] in {shown_path(path)} is not a table", "write the rules as \"table.column\" = \"strategy\"")
+        sources.append((shown_path(path), table))
+    rules: dict[tuple, Rule] = {}
+    for origin, table in sources:
+        for key, value in table.items():
+            rule = _parse(key, value, origin)
+            ident = (rule.schema, rule.table, rule.column)
+            if ident in rules and rules[ident].text != rule.text:
+                raise MaskingError(f"column {key!r} has two masking rules: {rules[ident].text!r} in {rules[ident].origin} and {rule.text!r} in {origin}", "keep one of them")
+            rules[ident] = rule
+    return list(rules.values())
+
+
+def seed(settings: Settings) -> tuple[str, str | None]:
+    """The key of every hash, and a note when it is the fallback (the project's name)."""
+    if settings.masking_seed:
+        register_secret(settings.masking_seed)
+        return settings.masking_seed, None
+    return project_name(settings.project_dir), "masking_seed is not set, so hashes are keyed by the project's name; set DBTASKS_MASKING_SEED (kept out of the repository) so masked values cannot be guessed"
+
+
+# -- the schema -----------------------------------------------------------------------
+
+_COLUMNS = """
+select n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod), t.typcategory, t.typname,
+       information_schema._pg_char_max_length(a.atttypid, a.atttypmod), a.attnotnull,
+       exists (select 1 from pg_index i where i.indrelid = c.oid and i.indisunique and i.indnkeyatts = 1
+               and i.indkey[0] = a.attnum and i.indpred is null)
+from pg_attribute a
+join pg_class c on c.oid = a.attrelid
+join pg_namespace n on n.oid = c.relnamespace
+join pg_type t on t.oid = a.atttypid
+where c.relkind in ('r', 'p') and a.attnum > 0 and not a.attisdropped
+  and n.nspname not in ('pg_catalog', 'information_schema') and n.nspname not like 'pg\\_%'
+order by 1, 2, a.attnum
+"""
+
+_FOREIGN_KEYS = """
+select sn.nspname, sc.relname, sa.attname, tn.nspname, tc.relname, ta.attname
+from pg_constraint k
+join pg_class sc on sc.oid = k.conrelid join pg_namespace sn on sn.oid = sc.relnamespace
+join pg_class tc on tc.oid = k.confrelid join pg_namespace tn on tn.oid = tc.relnamespace
+join lateral unnest(k.conkey, k.confkey) as u(s, t) on true
+join pg_attribute sa on sa.attrelid = k.conrelid and sa.attnum = u.s
+join pg_attribute ta on ta.attrelid = k.confrelid and ta.attnum = u.t
+where k.contype = 'f'
+"""
+
+
+def columns(conn: sa.Connection) -> list[Column]:
+    """Every column of every user table."""
+    return [Column(*row) for row in conn.execute(sa.text(_COLUMNS))]
+
+
+def foreign_keys(conn: sa.Connection) -> list[tuple[str, str]]:
+    """(referencing, referenced) column pairs as ``schema.table.column``."""
+    return [(f"{a}.{b}.{c}", f"{d}.{e}.{f}") for a, b, c, d, e, f in conn.execute(sa.text(_FOREIGN_KEYS))]
+
+
+def _search_path(conn: sa.Connection) -> list[str]:
+    return list(conn.execute(sa.text("select unnest(current_schemas(false))")).scalars())
+
+
+def resolve(rules: list[Rule], cols: list[Column], search_path: list[str]) -> list[tuple[Rule, Column]]:
+    """Each rule with its column; an unknown table or column, or a rule the column cannot take, is a :class:`MaskingError`."""
+    by_table: dict[tuple[str, str], dict[str, Column]] = {}
+    for col in cols:
+        by_table.setdefault((col.schema, col.table), {})[col.name] = col
+    out = []
+    for rule in rules:
+        where = f"masking rule {rule.key!r} in {rule.origin}"
+        if rule.schema:
+            table = by_table.get((rule.schema, rule.table))
+        else:
+            table = next((by_table[(s, rule.table)] for s in search_path if (s, rule.table) in by_table), None)
+        if table is None:
+            known = sorted({t for _, t in by_table})
+            raise MaskingError(f"{where}: no table {rule.table!r} in the database", f"fix the rule; tables: {', '.join(known) or 'none'}")
+        col = table.get(rule.column)
+        if col is None:
+            raise MaskingError(f"{where}: table {rule.table!r} has no column {rule.column!r}", f"fix the rule; its columns: {', '.join(table)}")
+        _fits(rule, col, where)
+        out.append((rule, col))
+    return out
+
+
+def _fits(rule: Rule, col: Column, where: str) -> None:
+    s = rule.strategy
+    if s == "null" and col.not_null:
+        raise MaskingError(f"{where}: column {col.table}.{col.name} is NOT NULL, so it cannot be masked with null", "use fixed:<value>, hash or another strategy")
+    if s in _TEXT_ONLY and col.category != "S":
+        raise MaskingError(f"{where}: {s} makes text, but {col.table}.{col.name} is {col.type}", "use hash, fixed:<value> or sql:<expression> for it")
+    if s == "hash" and not (col.category == "S" or col.base in ("int2", "int4", "int8", "uuid")):
+        raise MaskingError(f"{where}: hash works on text, integer and uuid columns, not on {col.type} ({col.table}.{col.name})", "use fixed:<value>, null or sql:<expression> for it")
+    if s in _NOT_UNIQUE and col.unique:
+        raise MaskingError(f"{where}: {col.table}.{col.name} is unique, and {s} would repeat values", "use hash or email, which keep distinct values distinct")
+    if s == "email" and col.length is not None and col.length < EMAIL_LENGTH:
+        raise MaskingError(f"{where}: {col.table}.{col.name} is {col.type}, too short for a masked email ({EMAIL_LENGTH} characters)", "use hash or text:<n>")
+
+
+def fk_warnings(resolved: list[tuple[Rule, Column]], fks: list[tuple[str, str]]) -> list[str]:
+    """A masked column joined by a foreign key to a column without the identical rule: its joins would break."""
+    rules = {col.qualified: rule.text for rule, col in resolved}
+    warnings = []
+    for referencing, referenced in fks:
+        a, b = rules.get(referencing, "keep"), rules.get(referenced, "keep")
+        if a != b:
+            warnings.append(
+                f"foreign key {referencing} -> {referenced}: masked with {a!r} on one side and {b!r} on the other, so its joins will not match; give both columns the same rule"
+            )
+    return warnings
+
+
+# -- the SQL ------------------------------------------------------------------------
+
+_INT_FUNCTION = """
+create or replace function pg_temp.dbtasks_mask_int(v bigint, seed text, b int) returns bigint
+language plpgsql immutable strict as $$
+declare
+  half int := b / 2;
+  m bigint := (1::bigint << half) - 1;
+  high bigint := v >> b;
+  l bigint := (v & ((1::bigint << b) - 1)) >> half;
+  r bigint := v & m;
+  t bigint;
+begin
+  -- A 4-round Feistel network over the low b bits: a bijection, so distinct keys stay
+  -- distinct; the high bits are kept, so the result fits the column's type.
+  for i in 1..4 loop
+    t := r;
+    r := l # (('x' || substr(md5(seed || ':' || i || ':' || r), 1, 8))::bit(32)::bigint & m);
+    l := t;
+  end loop;
+  return (high << b) | (l << half) | r;
+end $$
+"""
+
+
+def _hex(value: str, param: str = ":seed") -> str:
+    return f"md5({param} || ':' || ({value})::text)"
+
+
+def _index(value: str, n: int) -> str:
+    """1..n picked by the hash of ``value``."""
+    return f"(1 + (('x' || substr({_hex(value)}, 1, 8))::bit(32)::bigint % {n}))::int"
+
+
+def expression(rule: Rule, col: Column, params: dict, n: int) -> str | None:
+    """The SQL expression that masks ``col``; None for keep. Values go into ``params``."""
+    c = quote_ident(col.name)
+    s = rule.strategy
+    if s == "keep":
+        return None
+    if s == "null":
+        return "NULL"
+    if s == "fixed":
+        params[f"fixed_{n}"] = rule.argument
+        return f"CAST(:fixed_{n} AS {col.type})"
+    if s == "sql":
+        return f"({rule.argument})"
+    if s == "hash":
+        if col.base in ("int2", "int4", "int8"):
+            # int4 and int8 share the 30-bit block, so a key and the bigint column referencing it match.
+            return f"pg_temp.dbtasks_mask_int({c}, :seed, {14 if col.base == 'int2' else 30})::{col.type}"
+        if col.base == "uuid":
+            return f"{_hex(c)}::uuid"
+        return f"left({_hex(c)}, {min(32, col.length or 32)})"
+    if s == "email":
+        return f"'user_' || left({_hex(c)}, 16) || '@example.invalid'"
+    if s == "name":
+        firsts = ", ".join(f"'{x}'" for x in FIRST)
+        lasts = ", ".join(f"'{x}'" for x in LAST)
+        text = f"(array[{firsts}])[{_index(c, len(FIRST))}] || ' ' || (array[{lasts}])[{_index('reverse(' + c + '::text)', len(LAST))}]"
+        return f"left({text}, {col.length})" if col.length else text
+    if s == "phone":
+        return f"'+1-555-' || lpad(((('x' || substr({_hex(c)}, 1, 8))::bit(32)::bigint % 10000000))::text, 7, '0')"
+    if s == "text":
+        size = int(rule.argument)
+        if col.length:
+            size = min(size, col.length)
+        return f"left(repeat({_hex(c)}, {size // 32 + 1}), {size})"
+    raise AssertionError(s)  # pragma: no cover - _parse knows every strategy
+
+
+# -- applying -------------------------------------------------------------------------
+
+
+def validate(settings: Settings, conn: sa.Connection, rules: list[Rule] | None = None) -> tuple[list[tuple[Rule, Column]], list[str]]:
+    """The rules resolved against the database of ``conn``, and the warnings (foreign keys)."""
+    rules = load_rules(settings) if rules is None else rules
+    resolved = resolve(rules, columns(conn), _search_path(conn))
+    return resolved, fk_warnings(resolved, foreign_keys(conn))
+
+
+def apply(settings: Settings, url: URL, rules: list[Rule] | None = None, say: Callable[[str], None] | None = None) -> MaskReport:
+    """Mask the database at ``url`` in place by the rules of ``settings`` (one UPDATE per table, one transaction).
+
+    Meant for a scratch copy (dump-and-restore, a rehearsal on production
+    data). Raises :class:`MaskingError` when a rule does not fit the schema
+    or its SQL fails; then nothing is changed. Triggers and foreign-key
+    checks are off during the updates (``session_replication_role =
+    replica``, which needs a superuser) so keys masked on both sides of a
+    foreign key can change together.
+    """
+    report = MaskReport()
+    key, note = seed(settings)
+    if note:
+        report.notes.append(note)
+    with connect(url) as conn:
+        resolved, report.warnings = validate(settings, conn, rules)
+        plan: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        params: dict[str, Any] = {"seed": key}
+        for n, (rule, col) in enumerate(resolved):
+            expr = expression(rule, col, params, n)
+            if expr is not None:
+                plan.setdefault((col.schema, col.table), []).append((col.name, expr))
+        if not plan:
+            return report
+        superuser = conn.execute(sa.text("select rolsuper from pg_roles where rolname = current_user")).scalar()
+        conn.rollback()  # end the reads' implicit transaction; the updates get their own
+        table = column_list = ""
+        try:
+            with conn.begin():
+                if superuser:
+                    conn.execute(sa.text("set local session_replication_role = replica"))
+                if any("dbtasks_mask_int" in e for cols in plan.values() for _, e in cols):
+                    conn.execute(sa.text(_INT_FUNCTION))
+                for (schema, name), sets in plan.items():
+                    table = f"{schema}.{name}"
+                    column_list = ", ".join(c for c, _ in sets)
+                    assignments = ", ".join(f"{quote_ident(c)} = {e}" for c, e in sets)
+                    used = {k: v for k, v in params.items() if f":{k}" in assignments}
+                    result = conn.execute(sa.text(f"UPDATE {quote_ident(schema)}.{quote_ident(name)} SET {assignments}"), used)
+                    report.tables[table] = result.rowcount
+                    for c, e in sets:
+                        if "dbtasks_mask_int" in e:
+                            _follow_sequence(conn, schema, name, c)
+                    report.columns += len(sets)
+                    if say:
+                        say(f"masked {column_list} of {table} ({result.rowcount} rows)")
+        except DBAPIError as exc:
+            detail = redact(str(exc.orig).strip().splitlines()[0]) if exc.orig else "the database refused it"
+            raise MaskingError(f"masking {column_list} of {table} failed: {detail}", "fix the masking rule (sql: expressions and fixed: values must fit the column); nothing was changed") from None
+    # An UPDATE leaves the original row versions (and their index entries) in the table's
+    # files until the space is reused: rewrite each masked table, so no original value
+    # stays in the database's files.
+    with connect(url, autocommit=True) as conn:
+        for schema, name in plan:
+            conn.execute(sa.text(f"VACUUM FULL {quote_ident(schema)}.{quote_ident(name)}"))
+    return report
+
+
+def _follow_sequence(conn: sa.Connection, schema: str, table: str, column: str) -> None:
+    """A hashed serial or identity key: move its sequence past the new values, so the next insert does not collide."""
+    qualified = f"{quote_ident(schema)}.{quote_ident(table)}"
+    sequence = conn.execute(sa.text("select pg_get_serial_sequence(:t, :c)"), {"t": qualified, "c": column}).scalar()
+    if sequence:
+        conn.execute(sa.text(f"select setval(:s, greatest((select max({quote_ident(column)}) from {qualified}), 1))"), {"s": sequence})
+
+
+# -- what looks personal ----------------------------------------------------------------
+
+PERSONAL_WORDS = ("email", "mail", "phone", "mobile", "name", "address", "street", "token", "password", "passwd", "secret", "iban", "birth", "ssn")
+PERSONAL_PARTS = ("ip", "dob", "zip", "postcode")
+PERSONAL_TYPES = ("inet", "cidr", "macaddr", "macaddr8")
+
+
+def looks_personal(col: Column) -> str | None:
+    """Why the column looks personal (its name or type), or None."""
+    if col.base in PERSONAL_TYPES:
+        return f"its type is {col.type}"
+    lowered = col.name.lower()
+    for word in PERSONAL_WORDS:
+        if word in lowered:
+            return f"its name contains {word!r}"
+    parts = lowered.replace("-", "_").split("_")
+    for part in PERSONAL_PARTS:
+        if part in parts:
+            return f"its name contains {part!r}"
+    return None
+
+
+def unmasked_personal(conn: sa.Connection, rules: list[tuple[Rule, Column]]) -> list[tuple[Column, str]]:
+    """Columns that look personal and have no rule (``keep`` counts as a rule)."""
+    covered = {col.qualified for _, col in rules}
+    out = []
+    for col in columns(conn):
+        if col.table == "alembic_version" or col.qualified in covered:
+            continue
+        why = looks_personal(col)
+        if why:
+            out.append((col, why))
+    return out
+
