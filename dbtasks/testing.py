@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
 from dbtasks.config import load_settings, parse_url, environment
-from dbtasks.database import create_database, drop_database, prepare_scratch, scratch_name
+from dbtasks.database import connect, create_database, drop_database, prepare_scratch, scratch_name
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -60,6 +61,12 @@ def throwaway_server(pg_bin: str | None = None, base_dir: str | None = None) -> 
     server = LocalServer(settings)
     try:
         server.start()
+        # A throwaway server's data dies with it: it need not survive a power loss, so it
+        # skips the flushes a developer's cluster keeps (dbtasks.server.LOCAL_SETTINGS).
+        with connect(settings.url, autocommit=True) as conn:
+            for name in ("fsync", "full_page_writes"):
+                conn.execute(sa.text(f"ALTER SYSTEM SET {name} = off"))
+            conn.execute(sa.text("select pg_reload_conf()"))
         yield settings.url
     finally:
         try:
