@@ -756,7 +756,7 @@ class ExternalServer(Server):
         """
         detail = "external server, not managed by dbtasks; it is reachable"
         try:
-            wait_for(self.settings, 5)
+            wait_for(self.settings, min(5, self.settings.start_timeout))  # it should be up already: 5 s at most
         except DatabaseMissing as exc:
             if self.settings.is_protected:
                 raise DatabaseMissing(exc.message, f"{names.run('create-db', **_env_of(self.settings))} if it should exist, or fix {self.settings.url_origin}") from None
