@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import sqlalchemy as sa
 from alembic.runtime.migration import RevisionStep
@@ -55,46 +55,78 @@ def _base36(n: int) -> str:
             return out
 
 
+def _digits(type_: Any) -> int:
+    return max(1, (type_.precision - (type_.scale or 0)) if type_.precision else 9)
+
+
+def _labels(type_: Any) -> list[str]:
+    return list(type_.enums)
+
+
+def _array(column: sa.Column, type_: Any, i: int) -> Any:
+    item = value_for(column, type_.item_type, i)
+    return _UNSUPPORTED if item is _UNSUPPORTED else [item]
+
+
+def _array_sql(column: sa.Column, type_: Any, k: str, rows: int) -> str | None:
+    item = sql_value(column, type_.item_type, k, rows)
+    return None if item is None else f"ARRAY[{item}]"
+
+
+def _string_sql(column: sa.Column, type_: Any, k: str, rows: int) -> str:
+    length = getattr(type_, "length", None)
+    if length and len(f"{column.name}-{rows}") > length:
+        return f"right(lpad(({k})::text, {length}, '0'), {length})"  # distinct while the numbers fit
+    return f"({_literal(column.name + '-')} || ({k}))"
+
+
+def _bytes_of(n: str) -> str:
+    return f"lpad(to_hex((({n}) & 255)::int), 2, '0')"
+
+
+# One generator per type, in the order isinstance must try them (SmallInteger
+# before Integer, Float before Numeric): the Python value for row ``i``, and the
+# SQL expression over the row number ``k`` that gives the same value inside the
+# server (a table is filled by one INSERT ... SELECT; row by row from Python when
+# that cannot be done). Values are distinct for distinct rows where the type allows.
+GENERATORS: list[tuple[tuple[type, ...], Callable[..., Any], Callable[..., str | None]]] = [
+    ((sa.Enum,),
+     lambda col, t, i: _labels(t)[i % len(_labels(t))] if _labels(t) else _UNSUPPORTED,
+     lambda col, t, k, rows: f"(ARRAY[{', '.join(map(_literal, _labels(t)))}])[({k}) % {len(_labels(t))} + 1]" if _labels(t) else None),
+    ((sa.Boolean,), lambda col, t, i: i % 2 == 0, lambda col, t, k, rows: f"(({k}) % 2 = 0)"),
+    ((sa.SmallInteger,), lambda col, t, i: (i % 32000) + 1, lambda col, t, k, rows: f"(({k}) % 32000 + 1)"),
+    ((sa.Integer,), lambda col, t, i: i + 1, lambda col, t, k, rows: f"(({k}) + 1)"),
+    ((sa.Float,), lambda col, t, i: i + 0.5, lambda col, t, k, rows: f"(({k}) + 0.5)"),
+    ((sa.Numeric,),
+     lambda col, t, i: decimal.Decimal((i + 1) % (10 ** _digits(t))),
+     lambda col, t, k, rows: f"((({k}) + 1) % {10 ** _digits(t)})"),
+    ((sa.DateTime,),
+     lambda col, t, i: (EPOCH + dt.timedelta(hours=i)).replace(tzinfo=dt.timezone.utc if getattr(t, "timezone", False) else None),
+     lambda col, t, k, rows: (f"(timestamptz '{EPOCH:%Y-%m-%d %H:%M:%S}+00'" if getattr(t, "timezone", False) else f"(timestamp '{EPOCH:%Y-%m-%d %H:%M:%S}'") + f" + ({k}) * interval '1 hour')"),
+    ((sa.Date,), lambda col, t, i: EPOCH.date() + dt.timedelta(days=i), lambda col, t, k, rows: f"(date '{EPOCH:%Y-%m-%d}' + ({k})::int)"),
+    ((sa.Time,), lambda col, t, i: dt.time(i % 24, i % 60), lambda col, t, k, rows: f"make_time((({k}) % 24)::int, (({k}) % 60)::int, 0)"),
+    ((sa.Interval,), lambda col, t, i: dt.timedelta(minutes=i + 1), lambda col, t, k, rows: f"((({k}) + 1) * interval '1 minute')"),
+    ((sa.Uuid, postgresql.UUID),
+     lambda col, t, i: uuid.UUID(int=i + 1) if getattr(t, "as_uuid", True) else str(uuid.UUID(int=i + 1)),
+     lambda col, t, k, rows: f"lpad(to_hex(({k}) + 1), 32, '0')::uuid"),
+    ((postgresql.JSON, postgresql.JSONB, sa.JSON), lambda col, t, i: {"n": i}, lambda col, t, k, rows: f"json_build_object('n', {k})"),
+    ((postgresql.ARRAY,), _array, _array_sql),
+    ((sa.LargeBinary,), lambda col, t, i: i.to_bytes(4, "big"), lambda col, t, k, rows: f"int4send((({k}) % 2147483648)::int)"),
+    ((postgresql.INET, postgresql.CIDR),
+     lambda col, t, i: f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}",
+     lambda col, t, k, rows: f"('10.' || ((({k}) >> 16) & 255) || '.' || ((({k}) >> 8) & 255) || '.' || (({k}) & 255))"),
+    ((postgresql.MACADDR,),
+     lambda col, t, i: "08:00:2b:%02x:%02x:%02x" % ((i >> 16) & 255, (i >> 8) & 255, i & 255),
+     lambda col, t, k, rows: f"('08:00:2b:' || {_bytes_of(f'({k}) >> 16')} || ':' || {_bytes_of(f'({k}) >> 8')} || ':' || {_bytes_of(k)})"),
+    ((sa.String,), lambda col, t, i: _text(col.name, i, getattr(t, "length", None)), _string_sql),  # Text, VARCHAR, CHAR
+]
+
+
 def value_for(column: sa.Column, type_: Any, i: int) -> Any:
     """A value of ``type_`` for row ``i`` (distinct for distinct ``i`` where the type allows)."""
-    if isinstance(type_, sa.Enum):
-        labels = list(type_.enums)
-        return labels[i % len(labels)] if labels else _UNSUPPORTED
-    if isinstance(type_, sa.Boolean):
-        return i % 2 == 0
-    if isinstance(type_, sa.SmallInteger):
-        return (i % 32000) + 1
-    if isinstance(type_, sa.Integer):
-        return i + 1
-    if isinstance(type_, sa.Float):
-        return i + 0.5
-    if isinstance(type_, sa.Numeric):
-        digits = (type_.precision - (type_.scale or 0)) if type_.precision else 9
-        return decimal.Decimal((i + 1) % (10 ** max(1, digits)))
-    if isinstance(type_, sa.DateTime):
-        value = EPOCH + dt.timedelta(hours=i)
-        return value.replace(tzinfo=dt.timezone.utc) if getattr(type_, "timezone", False) else value
-    if isinstance(type_, sa.Date):
-        return EPOCH.date() + dt.timedelta(days=i)
-    if isinstance(type_, sa.Time):
-        return dt.time(i % 24, i % 60)
-    if isinstance(type_, sa.Interval):
-        return dt.timedelta(minutes=i + 1)
-    if isinstance(type_, (sa.Uuid, postgresql.UUID)):
-        return uuid.UUID(int=i + 1) if getattr(type_, "as_uuid", True) else str(uuid.UUID(int=i + 1))
-    if isinstance(type_, (postgresql.JSON, postgresql.JSONB, sa.JSON)):
-        return {"n": i}
-    if isinstance(type_, postgresql.ARRAY):
-        item = value_for(column, type_.item_type, i)
-        return _UNSUPPORTED if item is _UNSUPPORTED else [item]
-    if isinstance(type_, sa.LargeBinary):
-        return i.to_bytes(4, "big")
-    if isinstance(type_, (postgresql.INET, postgresql.CIDR)):
-        return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
-    if isinstance(type_, postgresql.MACADDR):
-        return "08:00:2b:%02x:%02x:%02x" % ((i >> 16) & 255, (i >> 8) & 255, i & 255)
-    if isinstance(type_, sa.String):  # Text, VARCHAR, CHAR
-        return _text(column.name, i, getattr(type_, "length", None))
+    for types, python, _ in GENERATORS:
+        if isinstance(type_, types):
+            return python(column, type_, i)
     return _UNSUPPORTED
 
 
@@ -136,53 +168,14 @@ def _literal(text: str) -> str:
 
 def sql_value(column: sa.Column, type_: Any, k: str, rows: int) -> str | None:
     """An SQL expression over the row number ``k`` giving :func:`value_for`'s value; None when there is none."""
-    if isinstance(type_, sa.Enum):
-        labels = list(type_.enums)
-        return f"(ARRAY[{', '.join(_literal(x) for x in labels)}])[({k}) % {len(labels)} + 1]" if labels else None
-    if isinstance(type_, sa.Boolean):
-        return f"(({k}) % 2 = 0)"
-    if isinstance(type_, sa.SmallInteger):
-        return f"(({k}) % 32000 + 1)"
-    if isinstance(type_, sa.Integer):
-        return f"(({k}) + 1)"
-    if isinstance(type_, sa.Float):
-        return f"(({k}) + 0.5)"
-    if isinstance(type_, sa.Numeric):
-        digits = (type_.precision - (type_.scale or 0)) if type_.precision else 9
-        return f"((({k}) + 1) % {10 ** max(1, digits)})"
-    if isinstance(type_, sa.DateTime):
-        zone = "+00" if getattr(type_, "timezone", False) else ""
-        return f"(timestamp{'tz' if zone else ''} '{EPOCH:%Y-%m-%d %H:%M:%S}{zone}' + ({k}) * interval '1 hour')"
-    if isinstance(type_, sa.Date):
-        return f"(date '{EPOCH:%Y-%m-%d}' + ({k})::int)"
-    if isinstance(type_, sa.Time):
-        return f"make_time((({k}) % 24)::int, (({k}) % 60)::int, 0)"
-    if isinstance(type_, sa.Interval):
-        return f"((({k}) + 1) * interval '1 minute')"
-    if isinstance(type_, (sa.Uuid, postgresql.UUID)):
-        return f"lpad(to_hex(({k}) + 1), 32, '0')::uuid"
-    if isinstance(type_, (postgresql.JSON, postgresql.JSONB, sa.JSON)):
-        return f"json_build_object('n', {k})"
-    if isinstance(type_, postgresql.ARRAY):
-        item = sql_value(column, type_.item_type, k, rows)
-        return None if item is None else f"ARRAY[{item}]"
-    if isinstance(type_, sa.LargeBinary):
-        return f"int4send((({k}) % 2147483648)::int)"
-    if isinstance(type_, (postgresql.INET, postgresql.CIDR)):
-        return f"('10.' || ((({k}) >> 16) & 255) || '.' || ((({k}) >> 8) & 255) || '.' || (({k}) & 255))"
-    if isinstance(type_, postgresql.MACADDR):
-        return f"('08:00:2b:' || lpad(to_hex(((({k}) >> 16) & 255)::int), 2, '0') || ':' || lpad(to_hex(((({k}) >> 8) & 255)::int), 2, '0') || ':' || lpad(to_hex((({k}) & 255)::int), 2, '0'))"
-    if isinstance(type_, sa.String):
-        length = getattr(type_, "length", None)
-        if length and len(f"{column.name}-{rows}") > length:
-            return f"right(lpad(({k})::text, {length}, '0'), {length})"  # distinct while the numbers fit
-        return f"({_literal(column.name + '-')} || ({k}))"
+    for types, _, sql in GENERATORS:
+        if isinstance(type_, types):
+            return sql(column, type_, k, rows)
     return None
 
 
-def _fill_table_sql(conn: sa.Connection, table: sa.Table, rows: int, notes: list[str]) -> int | None:
-    """Fill ``table`` with one INSERT ... SELECT over generate_series; None when Python must do it."""
-    quote = conn.dialect.identifier_preparer.quote
+def unique_columns(table: sa.Table) -> set[str]:
+    """Columns under the primary key, a unique constraint or a unique index: they get distinct values."""
     unique = {c.name for c in table.primary_key.columns}
     for constraint in table.constraints:
         if isinstance(constraint, sa.UniqueConstraint):
@@ -190,6 +183,13 @@ def _fill_table_sql(conn: sa.Connection, table: sa.Table, rows: int, notes: list
     for index in table.indexes:
         if index.unique:
             unique |= {c.name for c in index.columns}
+    return unique
+
+
+def _fill_table_sql(conn: sa.Connection, table: sa.Table, rows: int, notes: list[str]) -> int | None:
+    """Fill ``table`` with one INSERT ... SELECT over generate_series; None when Python must do it."""
+    quote = conn.dialect.identifier_preparer.quote
+    unique = unique_columns(table)
     joins: list[str] = []
     fk_exprs: dict[str, str] = {}
     for j, fk in enumerate(table.foreign_key_constraints):
@@ -261,13 +261,7 @@ def _fill_table(conn: sa.Connection, table: sa.Table, rows: int, notes: list[str
     # Columns under a primary key, unique constraint or unique index get distinct
     # values; every other value appears twice, as in real data, so a new unique
     # index over them meets duplicates.
-    unique = {c.name for c in table.primary_key.columns}
-    for constraint in table.constraints:
-        if isinstance(constraint, sa.UniqueConstraint):
-            unique |= {c.name for c in constraint.columns}
-    for index in table.indexes:
-        if index.unique:
-            unique |= {c.name for c in index.columns}
+    unique = unique_columns(table)
     generated = []
     for i in range(rows):
         row: dict[str, Any] = {}
