@@ -103,7 +103,7 @@ def find_bin_dir(pg_bin: str | None) -> Path:
         return bundled
     raise ConfigError(
         "no PostgreSQL server binaries found",
-        "install the pgserver package (pip install pgserver), or set PG_BIN to a PostgreSQL bin directory",
+        "install dbtasks' server extra (pip install 'dbtasks[server]', or pipx inject dbtasks pgserver), set PG_BIN to a PostgreSQL bin directory, or set DATABASE_URL to use a server you have",
     )
 
 
