@@ -380,6 +380,14 @@ def accept(settings: Settings, revision: str | None, reason: str | None) -> Repo
     return Report(path, compare(ledger, scripts, merged), merged, changed=[script.revision])
 
 
+def readable(settings: Settings) -> None:
+    """Raise the ledger's one-line error now, when it exists and cannot be read, so a verb
+    that will record into it fails before it writes anything (e.g. a revision file)."""
+    ledger_file = ledger_path(settings)
+    if ledger_file.exists():
+        read(ledger_file)
+
+
 def record(settings: Settings, revision: str, path: str | Path) -> bool:
     """Add or refresh the line of a revision just written (no ledger: nothing, False)."""
     ledger_file = ledger_path(settings)

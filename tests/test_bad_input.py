@@ -132,6 +132,8 @@ ROWS = [
     r("schema-load-setting-make", "make", "init-db", "DBTASKS_SCHEMA_LOAD", "auto, never", env={"DBTASKS_SCHEMA_LOAD": "sometimes"}),
     # -- the revision ledger: none in this project, or an accept without its revision or reason
     r("ledger-missing-make", "make", "db-ledger", "there is no revision ledger", "make db-ledger-init"),
+    r("ledger-broken-create-make", "make", "db-migrate-create MIGRATE_MSG=x", "is not a ledger line", "make db-ledger-init", project="badledger"),
+    r("ledger-broken-merge-cli", "cli", "merge-heads", "is not a ledger line", "dbtasks ledger --init", project="badledger"),
     r("ledger-update-missing-cli", "cli", "ledger --update", "there is no revision ledger", "dbtasks ledger --init"),
     r("ledger-accept-no-reason-just", "just", f"db-ledger-accept {HEAD}", "needs a reason", f"just db-ledger-accept {HEAD}"),
     r("ledger-reason-no-rev-make", "make", "db-ledger-accept REASON=safe", "ACCEPT is empty", "make db-ledger-accept ACCEPT="),
@@ -313,6 +315,9 @@ def stage(tmp_path_factory, dbtasks_server_url: URL, dbtasks_template: URL):
     (badtoml / "alembic.ini").write_text("[alembic]\nscript_location = alembic\n")
     (badtoml / "pyproject.toml").write_text("[project\nname = 'x'\n")
     badreadme = copy_project(root / "badreadme")
+    # A revision ledger with a line that is not one: a revision verb fails before it writes a file.
+    badledger = copy_project(root / "badledger")
+    (badledger / "migrations.sum").write_text("f689c66d672f not-a-hash alembic/versions/x.py\n")
     # db-squash: a git project with two heads (b1, b2 off HEAD), one with an uncommitted edit, one without git.
     squash_projects = {name: copy_project(root / name) for name in ("squashgit", "squashdirty", "squashnogit")}
     for name, revs in (("squashgit", ("b1", "b2")), ("squashdirty", ("a1",)), ("squashnogit", ("a1",))):
@@ -372,7 +377,7 @@ def stage(tmp_path_factory, dbtasks_server_url: URL, dbtasks_template: URL):
     threading.Thread(target=serve, daemon=True).start()
     try:
         yield {
-            "projects": {"main": main, "badenv": badenv, "badrev": badrev, "sqlname": sqlname, "textcol": textcol, "badreadme": badreadme, "bare": bare, "badtoml": badtoml, **squash_projects},
+            "projects": {"main": main, "badenv": badenv, "badrev": badrev, "sqlname": sqlname, "textcol": textcol, "badreadme": badreadme, "bare": bare, "badtoml": badtoml, "badledger": badledger, **squash_projects},
             "url": url, "weak_url": url.set(username=weak, password="weakpw"),
             "http_port": listener.getsockname()[1], "root": root,
         }
