@@ -49,7 +49,8 @@ import sqlalchemy as sa  # noqa: E402
 
 from dbtasks.clients import client_environment, find_client  # noqa: E402
 from dbtasks.config import load_settings  # noqa: E402
-from dbtasks.data.restore import restore_db  # noqa: E402
+from dbtasks.data.dump import dump_db  # noqa: E402
+from dbtasks.data.restore import restore_db, working_dump_settings  # noqa: E402
 from dbtasks.database import create_database, drop_database, make_engine, server_version  # noqa: E402
 from dbtasks.server import LocalServer  # noqa: E402
 from dbtasks.testing import free_port  # noqa: E402
@@ -152,32 +153,58 @@ def main() -> None:
             size = generate(src, args.size_gb)
             print(f"generated {size / 1024**2:.0f} MB ({TABLES} tables, 2 indexes each) in {time.perf_counter() - t0:.0f} s", flush=True)
             env = client_environment(src)
-            plain, directory = work / "plain.sql", work / "dump.dir"
+            plain = work / "plain.sql"
             timed([pg_dump, "-Fp", "-f", str(plain)], env)
-            timed([pg_dump, "-Fd", "-j", str(args.jobs), "-f", str(directory)], env)
+            # The kit's own dumps: what dump-and-restore writes (directory, uncompressed,
+            # parallel) and what dump-db writes by default (custom format, gzip).
+            src_settings = load_settings({"database_url": src.render_as_string(hide_password=False), "dump_jobs": args.jobs}, environ={})
+            dumps = {}
+            for label, chosen in (("dump-and-restore's dump", working_dump_settings(src_settings)), ("dump-db's default dump", src_settings)):
+                started = time.perf_counter()
+                out = work / f"dump-{len(dumps)}"
+                dump_db(chosen, output=out)
+                dumps[label] = (out, time.perf_counter() - started, chosen.dump_format, chosen.dump_compress)
+            t_plain_dump = timed([pg_dump, "-Fp", "-f", str(work / "again.sql")], env)
+            (work / "again.sql").unlink()
             drop_database(kit, "bench_src")
             plain_mb = plain.stat().st_size / 1024**2
+
+            # Both sides replace an existing database holding the same data, as a
+            # developer refreshing a local copy does: by hand that is dropdb, createdb
+            # and psql < plain.sql; restore-db builds a scratch database and swaps it in.
+            target = fresh(default, "bench_psql")
+            with plain.open("rb") as fh:
+                timed([psql, "-q", "-v", "ON_ERROR_STOP=1", "-X", "-d", "bench_psql"], client_environment(target), stdin=fh)
+            settings = load_settings({"database_url": kit.set(database="bench_app").render_as_string(hide_password=False)}, environ={})
+            fresh(kit, "bench_app")
+            first = next(iter(dumps.values()))[0]
+            restore_db(settings, first, jobs=args.jobs, confirm="bench_app")  # a throwaway server, not the project's own
 
             # Interleaved repeats, best of each: the machine may be shared, and the
             # fastest run is the one least disturbed by other work.
             psql_runs: list[float] = []
-            ours_runs: list[float] = []
-            settings = load_settings({"database_url": kit.set(database="bench_app").render_as_string(hide_password=False)}, environ={})
-            fresh(kit, "bench_app")  # an existing database that the restore replaces
+            ours_runs: dict[str, list[float]] = {label: [] for label in dumps}
             for _ in range(args.repeat):
-                target = fresh(default, "bench_psql")
-                with plain.open("rb") as fh:
-                    psql_runs.append(timed([psql, "-q", "-v", "ON_ERROR_STOP=1", "-X", "-d", "bench_psql"], client_environment(target), stdin=fh))
-                drop_database(default, "bench_psql")
                 started = time.perf_counter()
-                restore_db(settings, directory, jobs=args.jobs, confirm="bench_app")  # a throwaway server, not the project's own
-                ours_runs.append(time.perf_counter() - started)
-                print(f"psql < plain.sql (default settings): {psql_runs[-1]:.1f} s; restore-db -j {args.jobs} (kit's cluster): {ours_runs[-1]:.1f} s", flush=True)
-            t_psql, t_ours = min(psql_runs), min(ours_runs)
+                target = fresh(default, "bench_psql")  # drop the old copy, create an empty one
+                with plain.open("rb") as fh:
+                    timed([psql, "-q", "-v", "ON_ERROR_STOP=1", "-X", "-d", "bench_psql"], client_environment(target), stdin=fh)
+                psql_runs.append(time.perf_counter() - started)
+                line = f"dropdb + createdb + psql < plain.sql (default settings): {psql_runs[-1]:.1f} s"
+                for label, (path, *_rest) in dumps.items():
+                    started = time.perf_counter()
+                    restore_db(settings, path, jobs=args.jobs, confirm="bench_app")
+                    ours_runs[label].append(time.perf_counter() - started)
+                    line += f"; restore-db of {label}: {ours_runs[label][-1]:.1f} s"
+                print(line, flush=True)
+            t_psql = min(psql_runs)
+            best = {label: min(runs) for label, runs in ours_runs.items()}
             t_mask = mask_cost(settings.url)
             drop_database(kit, "bench_app")
+            drop_database(default, "bench_psql")
 
             if args.variants:
+                directory = dumps["dump-and-restore's dump"][0]
                 flags = {
                     f"pg_restore -j {args.jobs}": ["-j", str(args.jobs)],
                     "pg_restore --single-transaction": ["--single-transaction"],
@@ -198,15 +225,25 @@ def main() -> None:
 
     print()
     print(f"data: {size / 1024**2:.0f} MB database ({TABLES} tables, 2 indexes each), plain.sql {plain_mb:.0f} MB; jobs: {args.jobs}; best of {args.repeat}")
-    print(f"psql < plain.sql, default settings:  {t_psql:8.1f} s")
-    print(f"dbtasks restore-db -j {args.jobs}, kit cluster: {t_ours:8.1f} s")
+    print(f"pg_dump -Fp (plain.sql):                          {t_plain_dump:8.1f} s")
+    for label, (path, seconds, fmt, level) in dumps.items():
+        print(f"dump-db, {fmt} format, compress {level} ({label}): {seconds:6.1f} s, {disk_mb(path):.0f} MB")
+    print(f"dropdb + createdb + psql < plain.sql, default settings: {t_psql:8.1f} s")
+    for label, t in best.items():
+        print(f"restore-db -j {args.jobs} of {label}, kit cluster: {t:8.1f} s   ratio {t_psql / t:5.2f}x")
     for label, t in variants:
         print(f"  {label + ':':<48} {t:8.1f} s")
-    print(f"ratio psql / restore-db:             {t_psql / t_ours:8.2f}x  (aim: >= 1.8x)")
+    headline = best["dump-and-restore's dump"]
+    print(f"ratio psql / restore-db (dump-and-restore's dump): {t_psql / headline:5.2f}x  (aim: >= 1.8x)")
     if t_mask is None:
         print("masking: dbtasks.data.masking not available")
     else:
-        print(f"masking email+name of every row:     {t_mask:8.1f} s  ({t_mask / t_ours:.1f}x the restore-db time, one run)")
+        print(f"masking email+name of every row:     {t_mask:8.1f} s  ({t_mask / headline:.1f}x the restore-db time, one run)")
+
+
+def disk_mb(path: Path) -> float:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1024**2
 
 
 if __name__ == "__main__":

@@ -222,8 +222,8 @@ def restore_copy(settings: Settings, source_env: str, name: str, progress=None) 
     loaded. With masking rules, the copy is masked before it takes its name.
     """
     from dbtasks.clients import find_client
-    from dbtasks.data.dump import dump_db, read_archive, source_facts
-    from dbtasks.data.restore import _facts, _into_scratch, pg_restore_args, run_pg_restore, source_settings
+    from dbtasks.data.dump import FORMATS, dump_db, read_archive, source_facts
+    from dbtasks.data.restore import _facts, _into_scratch, drop_rows, load_archive, source_settings, working_dump_settings
     from dbtasks.data.tools import server_major
 
     try:
@@ -236,19 +236,22 @@ def restore_copy(settings: Settings, source_env: str, name: str, progress=None) 
     version_num, _owner, _super = _facts(copy)
     source_facts(source)
     with tempfile.TemporaryDirectory(prefix="dbtasks-rehearse-") as tmp:
-        dumped = dump_db(source.with_(dump_format="custom"), output=Path(tmp) / f"{source.database_name}.dump", fmt="custom", progress=progress, meta=False)
+        chosen = working_dump_settings(source)
+        dumped = dump_db(chosen, output=Path(tmp) / f"{source.database_name}{FORMATS[chosen.dump_format][1]}", progress=progress, meta=False)
         info = read_archive(dumped.path, settings.pg_bin)
         pg_restore = find_client("pg_restore", settings.pg_bin, min_major=max(info.by_major, 0), prefer=server_major(version_num), why=f"{info.path.name} was written by pg_dump {info.dumped_by}")
 
         notes: list[str] = []
 
-        def build(scratch: URL) -> None:
-            args = pg_restore_args(pg_restore.path, info.path, scratch.database, settings.restore_jobs, settings.restore_owner)
-            run_pg_restore(args, scratch, info, progress)
-            info.path.unlink(missing_ok=True)  # the raw dump goes as soon as it is loaded, before masking
+        def masked(scratch: URL) -> None:
+            # The raw rows go as soon as they are loaded; masking runs before the indexes are built.
+            drop_rows(info)
             note = mask(settings, scratch)
             if note:
                 notes.append(note)
+
+        def build(scratch: URL) -> None:
+            load_archive(pg_restore.path, info, scratch, settings.restore_jobs, settings.restore_owner, progress, masked)
 
         _into_scratch(copy, version_num, build, settings.restore_owner)
     return notes

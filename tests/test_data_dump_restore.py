@@ -194,7 +194,9 @@ def test_dump_and_restore_full_mode(project, source, target, dbtasks_server_url,
                DATABASE_URL=url_str(target), STAGING_DATABASE_URL=url_str(source), DBTASKS_DUMP_DIR=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert fingerprint(target) == fingerprint(source)
-    assert len(list(tmp_path.glob("*.dump"))) == 1
+    # dump-and-restore's own dump: the directory format, uncompressed (read back at once, on this machine).
+    (kept,) = tmp_path.glob("*.dir")
+    assert (kept / "toc.dat").is_file() and not list(kept.glob("*.gz"))
 
 
 def add_label_revision(project: Path, url) -> str:
@@ -531,7 +533,7 @@ def test_sidecars_follow_their_dumps_kept_renamed_and_rotated(project, source, t
                DATABASE_URL=url_str(target), STAGING_DATABASE_URL=url_str(source), DBTASKS_DUMP_DIR=str(tmp_path / "dumps"))
     assert proc.returncode == 0, proc.stderr
     assert "of table data" in proc.stdout
-    (kept,) = (tmp_path / "dumps").glob("*.dump")
+    (kept,) = (tmp_path / "dumps").glob("*.dir")
     assert sorted(p.name for p in (tmp_path / "dumps").iterdir()) == [kept.name, f"{kept.name}.meta.json"]
     for _ in range(3):
         proc = run(["backup-db", "--dir", str(tmp_path / "backups"), "--keep", "2"], project, DATABASE_URL=url_str(source))

@@ -10,8 +10,9 @@ Rules map ``table.column`` (or ``schema.table.column``) to a strategy, in
     "users.id" = "hash"
     "projects.owner_id" = "hash"
 
-Every strategy is SQL run on the server (one ``UPDATE`` per table, in one
-transaction): no row leaves the server, and the same value with the same
+Every strategy is SQL run on the server (each masked table written anew, or
+updated in place where a foreign key references it; all in one transaction):
+no row leaves the server, and the same value with the same
 ``masking_seed`` always masks to the same result, so joins on masked columns
 still match and two copies agree. With another seed, the results differ.
 
@@ -354,7 +355,12 @@ def validate(settings: Settings, conn: sa.Connection, rules: list[Rule] | None =
 
 
 def apply(settings: Settings, url: URL, rules: list[Rule] | None = None, say: Callable[[str], None] | None = None) -> MaskReport:
-    """Mask the database at ``url`` in place by the rules of ``settings`` (one UPDATE per table, one transaction).
+    """Mask the database at ``url`` by the rules of ``settings``, every table in one transaction.
+
+    Each masked table is written anew (its rows, masked, through a temporary
+    table and back after a TRUNCATE) or, when another table's foreign key
+    references it, updated in place and then rewritten with VACUUM FULL:
+    either way no original value stays in the database's files.
 
     Meant for a scratch copy (dump-and-restore, a rehearsal on production
     data). Raises :class:`MaskingError` when a rule does not fit the schema
@@ -380,6 +386,7 @@ def apply(settings: Settings, url: URL, rules: list[Rule] | None = None, say: Ca
         superuser = conn.execute(sa.text("select rolsuper from pg_roles where rolname = current_user")).scalar()
         conn.rollback()  # end the reads' implicit transaction; the updates get their own
         table = column_list = ""
+        updated: list[tuple[str, str]] = []  # tables masked in place: their files still hold the old row versions
         try:
             with conn.begin():
                 if superuser:
@@ -389,26 +396,79 @@ def apply(settings: Settings, url: URL, rules: list[Rule] | None = None, say: Ca
                 for (schema, name), sets in plan.items():
                     table = f"{schema}.{name}"
                     column_list = ", ".join(c for c, _ in sets)
-                    assignments = ", ".join(f"{quote_ident(c)} = {e}" for c, e in sets)
-                    used = {k: v for k, v in params.items() if f":{k}" in assignments}
-                    result = conn.execute(sa.text(f"UPDATE {quote_ident(schema)}.{quote_ident(name)} SET {assignments}"), used)
-                    report.tables[table] = result.rowcount
+                    count = _rewrite(conn, schema, name, sets, params)
+                    if count is None:
+                        count = _update(conn, schema, name, sets, params)
+                        updated.append((schema, name))
+                    report.tables[table] = count
                     for c, e in sets:
                         if "dbtasks_mask_int" in e:
                             _follow_sequence(conn, schema, name, c)
                     report.columns += len(sets)
                     if say:
-                        say(f"masked {column_list} of {table} ({result.rowcount} rows)")
+                        say(f"masked {column_list} of {table} ({count} rows)")
         except DBAPIError as exc:
             detail = redact(str(exc.orig).strip().splitlines()[0]) if exc.orig else "the database refused it"
             raise MaskingError(f"masking {column_list} of {table} failed: {detail}", "fix the masking rule (sql: expressions and fixed: values must fit the column); nothing was changed") from None
     # An UPDATE leaves the original row versions (and their index entries) in the table's
-    # files until the space is reused: rewrite each masked table, so no original value
-    # stays in the database's files.
+    # files until the space is reused: rewrite each table masked in place, so no original
+    # value stays in the database's files. (A rewritten table got new files already.)
     with connect(url, autocommit=True) as conn:
-        for schema, name in plan:
+        for schema, name in updated:
             conn.execute(sa.text(f"VACUUM FULL {quote_ident(schema)}.{quote_ident(name)}"))
     return report
+
+
+_REWRITABLE = """
+select c.relkind = 'r'
+   and not exists (select 1 from pg_inherits i where i.inhparent = c.oid)
+   and not exists (select 1 from pg_constraint k where k.contype = 'f' and k.confrelid = c.oid and k.conrelid <> c.oid)
+from pg_class c where c.oid = cast(:t as regclass)
+"""
+
+_INSERTABLE = """
+select a.attname from pg_attribute a
+where a.attrelid = cast(:t as regclass) and a.attnum > 0 and not a.attisdropped and a.attgenerated = ''
+order by a.attnum
+"""
+
+
+def _rewrite(conn: sa.Connection, schema: str, name: str, sets: list[tuple[str, str]], params: dict) -> int | None:
+    """Mask a table by writing it anew: its rows (masked) into a temporary table, TRUNCATE, and back.
+
+    The table gets new files, so no original value stays behind and no VACUUM
+    FULL is needed; a table truncated in the same transaction is loaded without
+    WAL on a ``wal_level = minimal`` server (the local one), and a table whose
+    indexes are not built yet (a restore that masks before its post-data)
+    costs one pass. None when the table cannot be truncated alone (another
+    table's foreign key references it; it has inheritance children; it is
+    partitioned): the caller updates it in place.
+    """
+    qualified = f"{quote_ident(schema)}.{quote_ident(name)}"
+    if not conn.execute(sa.text(_REWRITABLE), {"t": qualified}).scalar():
+        return None
+    masked = dict(sets)
+    cols = list(conn.execute(sa.text(_INSERTABLE), {"t": qualified}).scalars())
+    select = ", ".join(masked.get(c, quote_ident(c)) for c in cols)
+    used = {k: v for k, v in params.items() if f":{k}" in select}
+    conn.execute(sa.text("DROP TABLE IF EXISTS pg_temp.dbtasks_mask_rows"))
+    conn.execute(sa.text(f"CREATE TEMPORARY TABLE dbtasks_mask_rows ON COMMIT DROP AS SELECT * FROM ONLY {qualified}"))
+    conn.execute(sa.text(f"TRUNCATE ONLY {qualified}"))
+    # The alias keeps sql: expressions that name the table (users.email) working.
+    result = conn.execute(
+        sa.text(f"INSERT INTO {qualified} ({', '.join(quote_ident(c) for c in cols)}) OVERRIDING SYSTEM VALUE "
+                f"SELECT {select} FROM pg_temp.dbtasks_mask_rows AS {quote_ident(name)}"),
+        used,
+    )
+    conn.execute(sa.text("DROP TABLE pg_temp.dbtasks_mask_rows"))
+    return result.rowcount
+
+
+def _update(conn: sa.Connection, schema: str, name: str, sets: list[tuple[str, str]], params: dict) -> int:
+    """Mask a table in place (one UPDATE); its files keep the old row versions until VACUUM FULL."""
+    assignments = ", ".join(f"{quote_ident(c)} = {e}" for c, e in sets)
+    used = {k: v for k, v in params.items() if f":{k}" in assignments}
+    return conn.execute(sa.text(f"UPDATE {quote_ident(schema)}.{quote_ident(name)} SET {assignments}"), used).rowcount
 
 
 def _follow_sequence(conn: sa.Connection, schema: str, table: str, column: str) -> None:

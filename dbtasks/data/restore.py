@@ -181,12 +181,13 @@ def _check_versions(info: ArchiveInfo, version_num: int, url: URL) -> None:
         )
 
 
-def pg_restore_args(pg_restore: str, file: Path, dbname: str, jobs: int, owner: str | None, data_only: bool = False) -> list[str]:
+def pg_restore_args(pg_restore: str, file: Path, dbname: str, jobs: int, owner: str | None, data_only: bool = False, sections: tuple[str, ...] = ()) -> list[str]:
     args = [pg_restore, f"--dbname={dbname}", "--verbose", "--exit-on-error", "--no-owner", "--no-privileges"]
     if owner:
         args.append(f"--role={owner}")
     if data_only:
         args += ["--data-only", "--disable-triggers"]
+    args += [f"--section={section}" for section in sections]
     if jobs > 1:
         # Parallel pg_restore also loads each table it created as TRUNCATE + COPY in
         # one transaction, which wal_level = minimal (the local server's) writes
@@ -239,6 +240,38 @@ def run_pg_restore(args: list[str], url: URL, info: ArchiveInfo, progress: Progr
             with connect(url, autocommit=True) as conn:
                 measured = restored_bytes(conn)
         return watch.finish(measured)
+
+
+def load_archive(pg_restore: str, info: ArchiveInfo, scratch: URL, jobs: int, role: str | None, progress: ProgressCallback | None, between: Callable[[URL], None] | None = None) -> int:
+    """Restore the whole archive into ``scratch``; returns the bytes of table data loaded.
+
+    With ``between`` the restore runs in two passes: the tables and their rows
+    (pre-data and data), then ``between(scratch)``, then the indexes,
+    constraints and triggers (post-data). Masking runs there: it rewrites
+    tables that have no index yet, and every index is built from masked
+    values only.
+    """
+    if between is None:
+        return run_pg_restore(pg_restore_args(pg_restore, info.path, scratch.database, jobs, role), scratch, info, progress, indexes=index_builds(info))
+    loaded = run_pg_restore(pg_restore_args(pg_restore, info.path, scratch.database, jobs, role, sections=("pre-data", "data")), scratch, info, progress)
+    between(scratch)
+
+    def indexes_only(p) -> None:  # the data bar ended with the first pass
+        if progress is not None and p.stage == "indexes":
+            progress(p)
+
+    run_pg_restore(pg_restore_args(pg_restore, info.path, scratch.database, jobs, role, sections=("post-data",)), scratch, info, indexes_only, indexes=index_builds(info))
+    return loaded
+
+
+def drop_rows(info: ArchiveInfo) -> bool:
+    """Delete the table data of a directory archive, keeping its table of contents (what post-data needs); False for a one-file archive."""
+    if not info.path.is_dir():
+        return False
+    for path in info.path.iterdir():
+        if path.name != "toc.dat" and path.is_file():
+            path.unlink()
+    return True
 
 
 def _into_scratch(settings: Settings, version_num: int, build: Callable[[URL], None], owner: str | None) -> tuple[bool, list[str]]:
@@ -352,7 +385,7 @@ def _announce_sessions(settings: Settings, ask_sessions, say) -> None:
         say(text)
 
 
-def _restore_full(settings: Settings, info: ArchiveInfo, jobs: int | None, owner: str | None, progress: ProgressCallback | None, after: Callable[[URL], None] | None = None) -> RestoreResult:
+def _restore_full(settings: Settings, info: ArchiveInfo, jobs: int | None, owner: str | None, progress: ProgressCallback | None, after: Callable[[URL], None] | None = None, between: Callable[[URL], None] | None = None) -> RestoreResult:
     started = time.monotonic()
     jobs = jobs or settings.restore_jobs
     url = settings.url
@@ -366,8 +399,7 @@ def _restore_full(settings: Settings, info: ArchiveInfo, jobs: int | None, owner
     loaded: list[int] = []
 
     def build(scratch: URL) -> None:
-        args = pg_restore_args(pg_restore.path, info.path, scratch.database, jobs, role)
-        loaded.append(run_pg_restore(args, scratch, info, progress, indexes=index_builds(info)))
+        loaded.append(load_archive(pg_restore.path, info, scratch, jobs, role, progress, between))
         if after is not None:
             after(scratch)
 
@@ -436,28 +468,33 @@ def dump_and_restore(
             "MODE=schema loads rows with triggers disabled, which needs a superuser on the local server",
             f"connect as a superuser, or use `{names.command('dump-and-restore', FROM='<env>', MODE='full')}`",
         )
-    dump_settings = settings.with_(dump_format="custom") if settings.dump_format not in ("custom", "directory") else settings
+    dump_settings = working_dump_settings(settings)
     source_facts(source)  # the source answers before anything is created on disk
     dump_dir = ensure_tool_dir(dump_settings.path(settings.dump_dir))
     # The dump keeps a ".partial-<pid>" name until the restore succeeded: a run
     # killed half-way leaves a file the next dump removes, not one more copy.
     final = stamped_path(dump_dir, f"{source.database_name}-{env_label(source)}", FORMATS[dump_settings.dump_format][1])
     working = final.with_name(f"{final.name}.partial-{os.getpid()}")
-    dumped = dump_db(source.with_(dump_format=dump_settings.dump_format), output=working, progress=progress)
+    dumped = dump_db(source.with_(dump_format=dump_settings.dump_format, dump_compress=dump_settings.dump_compress), output=working, progress=progress)
     done = False
 
     def after(scratch: URL) -> None:
-        """With masking rules: the raw dump goes as soon as the scratch database holds the rows, then the rows are masked, before the swap."""
+        """MODE=schema with masking rules: the raw dump goes as soon as the scratch database holds the rows, then the rows are masked, before the swap."""
         if not masking_on:
             return
         _remove_dump(dumped.path)
+        masked.append(masking.apply(settings, scratch, rules, say=say))
+
+    def between(scratch: URL) -> None:
+        """MODE=full with masking rules: the rows are in, the indexes not yet: the dump's rows go, the rows are masked, then post-data builds the indexes from masked values."""
+        drop_rows(info)
         masked.append(masking.apply(settings, scratch, rules, say=say))
 
     try:
         pause_point("dumped")
         info = read_archive(dumped.path, settings.pg_bin)
         if mode == "full":
-            result = _restore_full(settings, info, jobs, owner, progress, after)
+            result = _restore_full(settings, info, jobs, owner, progress, after=lambda _scratch: _remove_dump(dumped.path), between=between) if masking_on else _restore_full(settings, info, jobs, owner, progress)
         else:
             result = _restore_schema(settings, info, version_num, jobs, owner, current_owner, superuser, progress, after)
         result.masked = masked[-1] if masked else None
@@ -473,6 +510,19 @@ def dump_and_restore(
     result.dump = dataclasses.replace(dumped, path=final)
     result.file = final
     return result
+
+
+def working_dump_settings(settings: Settings) -> Settings:
+    """How dump-and-restore dumps: unless DBTASKS_DUMP_FORMAT / DBTASKS_DUMP_COMPRESS say otherwise,
+    the directory format (pg_dump and pg_restore run ``dump_jobs`` / ``restore_jobs`` workers) without
+    compression. The dump is read back at once on this machine, so gzip only costs time: on 493 MB
+    it made the dump 2.7x and the restore 1.25x slower (docs/development.md, Benchmarks)."""
+    chosen = {}
+    if settings.sources.get("dump_format", "default") == "default":
+        chosen["dump_format"] = "directory"
+    if settings.sources.get("dump_compress", "default") == "default":
+        chosen["dump_compress"] = 0
+    return settings.with_(**chosen) if chosen else settings
 
 
 def _remove_dump(path: Path) -> None:
