@@ -13,17 +13,19 @@ It starts two throwaway clusters with the same binaries:
   is where a developer following the usual instructions restores.
 
 It generates a database of several tables with indexes (``--size-gb`` of table
-data) in the first, dumps it once as plain SQL and once in directory format,
-then times, in one run:
+data) in the first, dumps it as plain SQL and with :func:`dbtasks.data.dump.dump_db`
+twice (as dump-and-restore dumps: directory format, uncompressed, parallel; and
+as dump-db dumps by default: custom format, gzip), then times, in one run:
 
-- ``psql < plain.sql`` into an empty database of the default cluster
-  (what a user would otherwise do);
-- :func:`dbtasks.data.restore.restore_db` with ``jobs=N`` into the kit's
-  cluster (scratch database, then the swap), replacing an existing database;
-  the two interleaved ``--repeat`` times, the best of each reported;
-- the cost of masking (:func:`dbtasks.data.masking.apply`, email and name of
-  every table: every row rewritten) on the restored database, when the
-  masking module exists;
+- ``dropdb`` + ``createdb`` + ``psql < plain.sql`` into the default cluster,
+  replacing a database that holds the same data (what a developer refreshing a
+  local copy by hand does);
+- :func:`dbtasks.data.restore.restore_db` with ``jobs=N`` of each dbtasks dump
+  into the kit's cluster (scratch database, then the swap), replacing a
+  database that holds the same data;
+  interleaved ``--repeat`` times, the best of each reported;
+- ``dump-and-restore MODE=full`` with and without masking rules (email and name
+  of every table: every row rewritten), to tell what masking costs;
 - with ``--variants``: bare ``pg_restore`` flag variants into both clusters,
   to tell what the settings and what the flags give.
 
@@ -50,7 +52,7 @@ import sqlalchemy as sa  # noqa: E402
 from dbtasks.clients import client_environment, find_client  # noqa: E402
 from dbtasks.config import load_settings  # noqa: E402
 from dbtasks.data.dump import dump_db  # noqa: E402
-from dbtasks.data.restore import restore_db, working_dump_settings  # noqa: E402
+from dbtasks.data.restore import dump_and_restore, restore_db, working_dump_settings  # noqa: E402
 from dbtasks.database import create_database, drop_database, make_engine, server_version  # noqa: E402
 from dbtasks.server import LocalServer  # noqa: E402
 from dbtasks.testing import free_port  # noqa: E402
@@ -118,17 +120,29 @@ def fresh(admin: sa.URL, name: str) -> sa.URL:
     return create_database(admin, name)
 
 
-def mask_cost(url: sa.URL) -> float | None:
-    """Seconds masking email and name of every table takes on ``url``; None without the masking module."""
-    try:
-        from dbtasks.data import masking
-    except ImportError:
-        return None
+def masked_copy_cost(src: sa.URL, target: sa.URL, repeat: int) -> tuple[float, float]:
+    """Best seconds of ``dump-and-restore MODE=full`` from ``src`` into ``target``, without and with masking rules
+    (email and name of every table: every row rewritten); interleaved ``repeat`` times."""
     rules = {f"t{i}.{col}": col for i in range(TABLES) for col in ("email", "name")}
-    settings = load_settings({"database_url": url.render_as_string(hide_password=False), "masking": rules}, environ={})
-    started = time.perf_counter()
-    masking.apply(settings, url)
-    return time.perf_counter() - started
+    environ = {"BENCHSRC_DATABASE_URL": src.render_as_string(hide_password=False)}
+    os.environ.update(environ)  # the source environment is read as <ENV>_DATABASE_URL
+    base = {
+        "database_url": target.render_as_string(hide_password=False),
+        "dump_dir": tempfile.mkdtemp(prefix="dbtasks-bench-dumps-"),
+        "dev_databases": [f"{target.host}:{target.port}"],  # a throwaway cluster: a development server
+    }
+    plain = load_settings(base, environ=environ)
+    masked = load_settings({**base, "masking": rules, "masking_seed": "bench"}, environ=environ)
+    runs: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        for _ in range(repeat):
+            for with_rules, settings in ((False, plain), (True, masked)):
+                started = time.perf_counter()
+                dump_and_restore(settings, "benchsrc", mode="full", keep_dump=False)
+                runs[with_rules].append(time.perf_counter() - started)
+    finally:
+        shutil.rmtree(base["dump_dir"], ignore_errors=True)
+    return min(runs[False]), min(runs[True])
 
 
 def main() -> None:
@@ -166,7 +180,7 @@ def main() -> None:
                 dumps[label] = (out, time.perf_counter() - started, chosen.dump_format, chosen.dump_compress)
             t_plain_dump = timed([pg_dump, "-Fp", "-f", str(work / "again.sql")], env)
             (work / "again.sql").unlink()
-            drop_database(kit, "bench_src")
+            sizes = {label: disk_mb(path) for label, (path, *_rest) in dumps.items()}
             plain_mb = plain.stat().st_size / 1024**2
 
             # Both sides replace an existing database holding the same data, as a
@@ -199,8 +213,9 @@ def main() -> None:
                 print(line, flush=True)
             t_psql = min(psql_runs)
             best = {label: min(runs) for label, runs in ours_runs.items()}
-            t_mask = mask_cost(settings.url)
+            t_copy, t_masked_copy = masked_copy_cost(src, settings.url, args.repeat)
             drop_database(kit, "bench_app")
+            drop_database(kit, "bench_src")
             drop_database(default, "bench_psql")
 
             if args.variants:
@@ -227,7 +242,7 @@ def main() -> None:
     print(f"data: {size / 1024**2:.0f} MB database ({TABLES} tables, 2 indexes each), plain.sql {plain_mb:.0f} MB; jobs: {args.jobs}; best of {args.repeat}")
     print(f"pg_dump -Fp (plain.sql):                          {t_plain_dump:8.1f} s")
     for label, (path, seconds, fmt, level) in dumps.items():
-        print(f"dump-db, {fmt} format, compress {level} ({label}): {seconds:6.1f} s, {disk_mb(path):.0f} MB")
+        print(f"dump-db, {fmt} format, compress {level} ({label}): {seconds:6.1f} s, {sizes[label]:.0f} MB")
     print(f"dropdb + createdb + psql < plain.sql, default settings: {t_psql:8.1f} s")
     for label, t in best.items():
         print(f"restore-db -j {args.jobs} of {label}, kit cluster: {t:8.1f} s   ratio {t_psql / t:5.2f}x")
@@ -235,10 +250,8 @@ def main() -> None:
         print(f"  {label + ':':<48} {t:8.1f} s")
     headline = best["dump-and-restore's dump"]
     print(f"ratio psql / restore-db (dump-and-restore's dump): {t_psql / headline:5.2f}x  (aim: >= 1.8x)")
-    if t_mask is None:
-        print("masking: dbtasks.data.masking not available")
-    else:
-        print(f"masking email+name of every row:     {t_mask:8.1f} s  ({t_mask / headline:.1f}x the restore-db time, one run)")
+    print(f"dump-and-restore MODE=full, no masking rules:        {t_copy:8.1f} s")
+    print(f"dump-and-restore MODE=full, email+name of every row masked: {t_masked_copy:8.1f} s  (masking adds {t_masked_copy - t_copy:.1f} s, {(t_masked_copy - t_copy) / headline:.1f}x the restore-db time)")
 
 
 def disk_mb(path: Path) -> float:

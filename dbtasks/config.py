@@ -365,7 +365,7 @@ class Settings:
     dump_dir: str = setting("dumps", "DBTASKS_DUMP_DIR", "Directory of dump-db and dump-and-restore files.", group="data")
     dump_format: str = setting("custom", "DBTASKS_DUMP_FORMAT", "custom (one file) or directory (parallel dump with dump_jobs).", one_of("custom", "directory"), group="data")
     dump_jobs: int = setting(2, "DBTASKS_DUMP_JOBS", "Parallel pg_dump jobs for the directory format.", parse_positive_int, group="data")
-    dump_compress: int = setting(6, "DBTASKS_DUMP_COMPRESS", "Compression level of dumps and backups (0-9).", parse_int, group="data")
+    dump_compress: int = setting(1, "DBTASKS_DUMP_COMPRESS", "gzip level of dumps and backups (0 none - 9 smallest); dump-and-restore dumps uncompressed unless it is set.", parse_int, group="data")
     dump_exclude_data: tuple[str, ...] = setting((), "DBTASKS_DUMP_EXCLUDE_DATA", "Table patterns whose rows are left out of dumps, e.g. public.logs,public.emails.", parse_list, group="data")
     restore_jobs: int = setting(2, "DBTASKS_RESTORE_JOBS", "Parallel pg_restore jobs.", parse_positive_int, group="data")
     restore_owner: str | None = setting(None, "DBTASKS_RESTORE_OWNER", "Role that owns everything a restore creates. Unset: the connecting user.", group="data")
