@@ -145,17 +145,25 @@ ALL_KINDS = "\nunion all\n".join(
 
 
 PREPARED = "dbtasks_snapshot"
+NO_JIT = "dbtasks_no_jit"
 
 
 def take(connection: sa.Connection, version_table: str = "alembic_version") -> Snapshot:
     """The schema as seen on ``connection`` (inside its current transaction).
 
     The query is prepared once per connection (planning it costs about as
-    much as running it), then executed by name.
+    much as running it), then executed by name. JIT compilation is turned
+    off for the connection's session first: the union's cost estimate is
+    above ``jit_above_cost``, and compiling it took 16 times as long as
+    running it (270 ms against 17 ms per snapshot, PostgreSQL 15). The
+    connection is always one to a scratch database.
     """
     kinds = list(QUERIES)
     snap: Snapshot = {kind: {} for kind in kinds}
     params = {"version_table": version_table}
+    if not connection.info.get(NO_JIT):
+        connection.execute(sa.text("select set_config('jit', 'off', false)"))
+        connection.info[NO_JIT] = True
     if connection.dialect.driver != "psycopg2":  # an async env.py's connection: asyncpg prepares on its own
         rows = connection.execute(sa.text(ALL_KINDS), params).all()
     else:
