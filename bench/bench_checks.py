@@ -172,7 +172,7 @@ def main() -> None:
                 pa_times.append(run_pytest_alembic(settings))
                 seconds, results = run_dbtasks(settings)
                 db_times.append(seconds)
-                failed = [r.check for r in results if not r.ok]
+                failed = [r.check for r in results if not r.ok and not r.skipped]  # a project without a ledger skips that check
                 if failed:
                     raise SystemExit(f"dbtasks check failed on {name}: {failed}: {[f.message for r in results for f in r.errors][:3]}")
             pa, db = min(pa_times), min(db_times)
