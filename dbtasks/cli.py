@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import click
 
-from dbtasks import __version__
+from dbtasks import __version__, names
 from dbtasks.config import SETTING_BY_NAME, SETTINGS, Settings, load_settings, parse_bool, shown_path, shown_value
 from dbtasks.errors import EXIT_FINDINGS, EXIT_USAGE, DbtasksError, redact
 from dbtasks.formatting import human_bytes
@@ -807,7 +807,7 @@ def dump_and_restore_cmd(c: Ctx, keep_dump: bool) -> None:
             echo(f"warning: {warning}", err=True)
         echo(f"masked {r.masked.columns} column(s) in {len(r.masked.tables)} table(s) before the swap; no unmasked row reached {s.database_name}")
     elif r.unmasked:
-        echo(f"warning: MASK=0: the rows of {s.source} were copied unmasked", err=True)
+        echo(f"warning: {names.given('MASK=0', '--no-mask')}: the rows of {s.source} were copied unmasked", err=True)
     _print_restore(r)
 
 

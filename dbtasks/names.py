@@ -160,6 +160,11 @@ def command(name: str, /, **values: str | int) -> str:
     return " ".join(parts)
 
 
+def given(assignment: str, flag: str) -> str:
+    """How this user wrote a setting: ``MASK=0`` under make or just, ``--no-mask`` on the bare CLI."""
+    return assignment if runner() in ("make", "just") else flag
+
+
 def run(name: str, /, **values: str | int) -> str:
     """``run `<command>` `` for messages."""
     return f"run `{command(name, **values)}`"

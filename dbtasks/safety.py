@@ -244,7 +244,7 @@ def guard(settings: Settings, action: str, confirm: str | None = None, ask: Ask 
 
 def confirm_unmasked(settings: Settings, source: str, confirm: str | None = None, ask: Ask | None = None) -> None:
     """MASK=0 with masking rules: production rows would arrive unmasked; the local database's name must be typed or given."""
-    _confirm(settings, f"copy {source}'s rows unmasked (MASK=0) into {settings.database_name!r}", "a developer database", confirm, ask)
+    _confirm(settings, f"copy {source}'s rows unmasked ({names.given('MASK=0', '--no-mask')}) into {settings.database_name!r}", "a developer database", confirm, ask)
 
 
 def require_own_server(settings: Settings, action: str) -> None:

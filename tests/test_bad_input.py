@@ -189,6 +189,8 @@ ROWS = [
       env={"PROD_DATABASE_URL": "postgresql://u:pw@127.0.0.1:9/prod", "DBTASKS_MASKING_FILE": "nope.toml"}),
     r("masking-mask0-make", "make", "dump-and-restore FROM=prod MASK=0", "unmasked (MASK=0)", "CONFIRM=",
       env={"PROD_DATABASE_URL": "postgresql://u:pw@127.0.0.1:9/prod", "DBTASKS_MASKING": '{"users.email": "email"}'}),
+    r("masking-mask0-cli", "cli", "dump-and-restore --from prod --no-mask", "unmasked (--no-mask)", "--confirm",
+      env={"PROD_DATABASE_URL": "postgresql://u:pw@127.0.0.1:9/prod", "DBTASKS_MASKING": '{"users.email": "email"}'}),
     r("masking-column-just", "just", "db-check-masking", "table 'users' has no column 'emial'",
       env={"DBTASKS_MASKING": '{"users.emial": "email"}'}),
     r("script-exit-make", "make", "run-script SCRIPT=scripts/backfills/exits.py", "called sys.exit(3)", "rolled back"),

@@ -180,7 +180,7 @@ def test_mask0_needs_the_local_database_named(proj, prod):
     confirm_unmasked(settings, "prod", ask=lambda prompt: prod.database)
     with pytest.raises(ProtectedEnvironment, match="does not match"):
         confirm_unmasked(settings, "prod", confirm="other")
-    with pytest.raises(ProtectedEnvironment, match=r"unmasked \(MASK=0\).*without confirmation"):
+    with pytest.raises(ProtectedEnvironment, match=r"unmasked \(--no-mask\).*without confirmation"):  # the bare CLI's words
         confirm_unmasked(settings, "prod")
 
 
