@@ -589,8 +589,18 @@ def _judge(settings: Settings, rev: RevisionReport, threshold: float, report: Re
             report.findings.append(Finding(
                 NAME, "table-rewrite",
                 f"{rev.revision} rewrites {rewrite.table} ({rewrite.rows} rows, {human_bytes(rewrite.bytes)}; threshold {settings.rehearse_rewrite_rows} rows) under ACCESS EXCLUSIVE",
-                revision=rev.revision, file=rev.file, remedy=remedy_for(statements, True),
+                revision=rev.revision, file=rev.file, remedy=remedy_for(rewriting_statements(rev, rewrite.table) or statements, True),
             ))
+
+
+def rewriting_statements(rev: RevisionReport, table: str) -> list[str]:
+    """The statements that took ACCESS EXCLUSIVE on ``table``: the one that rewrote it is among them.
+
+    The remedy for a rewrite is chosen from these, not from every statement of
+    the revision: an ALTER COLUMN ... TYPE next to a CREATE INDEX on another
+    table is a rewrite to backfill, not an index to build concurrently.
+    """
+    return [lock.statement for lock in rev.locks if lock.relation == table and lock.mode == "AccessExclusiveLock" and lock.statement]
 
 
 # -- text output (the CLI prints these lines) -----------------------------------------------

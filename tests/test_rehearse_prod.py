@@ -118,3 +118,18 @@ def test_remedies_fit_the_statement():
     assert "NOT VALID" in remedy_for(["ALTER TABLE posts ADD CONSTRAINT fk FOREIGN KEY(user_id) REFERENCES users (id)"], False)
     assert "VALIDATE" in remedy_for(["ALTER TABLE users ALTER COLUMN age SET NOT NULL"], False)
     assert "batches" in remedy_for(["ALTER TABLE events ADD COLUMN r FLOAT DEFAULT random() NOT NULL"], True)
+
+
+def test_a_rewrite_gets_the_remedy_of_the_statement_that_rewrote_it():
+    """ALTER COLUMN ... TYPE rewrote the table; the CREATE INDEX of the same revision is on another table."""
+    from dbtasks.rehearse_prod import Lock, RevisionReport, remedy_for, rewriting_statements
+
+    rev = RevisionReport("abc", "widen ids", None, 3.0, locks=[
+        Lock("public.events", "table", "AccessExclusiveLock", 2.5, statement="ALTER TABLE events ALTER COLUMN id TYPE BIGINT"),
+        Lock("public.users", "table", "ShareLock", 0.4, statement="CREATE INDEX ix_users_email ON users (email)"),
+    ])
+    everything = ["ALTER TABLE events ALTER COLUMN id TYPE BIGINT", "CREATE INDEX ix_users_email ON users (email)"]
+    assert "CONCURRENTLY" in remedy_for(everything, True)  # what the whole revision would have suggested
+    chosen = remedy_for(rewriting_statements(rev, "public.events"), True)
+    assert "new column of the new type" in chosen and "CONCURRENTLY" not in chosen
+    assert rewriting_statements(rev, "public.other") == []
