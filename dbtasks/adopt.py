@@ -215,6 +215,10 @@ def _needs_line(project: Path, candidates, included: str, changes: list[Change],
     return path, None if re.search(included, existing, re.M) else existing
 
 
+# The generic names dbtasks.mk leaves to a Makefile that lists them in DBTASKS_OWN_TARGETS.
+OWN_TARGETS = ("help", "init", "check")
+
+
 def _plan_makefile(project: Path, changes: list[Change], notes: list[str]) -> bool:
     """Include dbtasks.mk from the project's Makefile; True when the project had one."""
     found = _needs_line(
@@ -228,17 +232,21 @@ def _plan_makefile(project: Path, changes: list[Change], notes: list[str]) -> bo
     path, existing = found
     if existing is None:
         return True
+    shadowed = [r for r in shipped_recipes("dbtasks.mk") if r in _make_targets(existing)]
+    own = [r for r in shadowed if r in OWN_TARGETS]  # dbtasks.mk steps aside for these
+    warned = [r for r in shadowed if r not in OWN_TARGETS]
     block = [
         "# Database recipes from dbtasks (`make help` lists them); written by `dbtasks adopt`.",
         "# Included first, so a target below with the same name takes precedence.",
+        *([f"DBTASKS_OWN_TARGETS := {' '.join(own)}  # yours: dbtasks.mk leaves these names to you"] if own else []),
         "include dbtasks.mk",
     ]
     changes.append(_at_the_top(path, existing, block, "includes dbtasks.mk at the top"))
-    shadowed = [r for r in shipped_recipes("dbtasks.mk") if r in _make_targets(existing)]
     if shadowed:
+        warning = f" (make warns \"overriding recipe\" for {', '.join(warned)}; rename yours to silence it)" if warned else ""
         notes.append(
             f"{path.name} has its own {', '.join(shadowed)}: yours keep working and take precedence over "
-            f"dbtasks' (make warns \"overriding recipe\" for each); dbtasks' stay available as {_verbs_of(shadowed)}"
+            f"dbtasks'{warning}; dbtasks' stay available as {_verbs_of(shadowed)}"
         )
     return True
 

@@ -286,7 +286,9 @@ def test_adopt_keeps_the_projects_own_targets(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Makefile has its own help" in proc.stdout and "justfile has its own check" in proc.stdout
     assert "check (`dbtasks check`)" in proc.stdout
-    assert run_make("help", project).stdout.strip() == "our help"
+    assert "DBTASKS_OWN_TARGETS := help" in (project / "Makefile").read_text()
+    helped = run_make("help", project)
+    assert helped.stdout.strip() == "our help" and "overriding recipe" not in helped.stderr, helped.stderr
     assert run_make("test", project).stdout.strip() == "our tests"
     assert run_make("db-migrate-heads", project).returncode == 0
     assert run_just(["check"], project).stdout.strip() == "our check"

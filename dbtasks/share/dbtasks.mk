@@ -9,6 +9,12 @@
 #
 # It sets no default goal and no SHELL, so the including Makefile keeps its own.
 
+# Generic names the including Makefile may have itself: list them in
+# DBTASKS_OWN_TARGETS above the include line (`dbtasks adopt` writes it) and
+# dbtasks leaves those targets to you, so make prints no "overriding recipe"
+# warning; their `dbtasks` verbs stay (`dbtasks check`).
+DBTASKS_OWN_TARGETS ?=
+
 # The including Makefile's default goal survives this file (see the end).
 _dbtasks_default_goal := $(.DEFAULT_GOAL)
 
@@ -37,12 +43,16 @@ endif
 	db-migrate-down-all db-migrate-create migrate-db revision db-migrate-empty \
 	db-migrate-current db-migrate-history db-migrate-heads db-migrate-merge-heads
 
+ifeq ($(filter help,$(DBTASKS_OWN_TARGETS)),)
 help: ## List the recipes
 	@if [ -t 1 ] && [ -z "$$NO_COLOR" ]; then c="\033[36m"; r="\033[0m"; else c=""; r=""; fi; \
 	awk -v c="$$c" -v r="$$r" 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %s%-24s%s %s\n", c, $$1, r, $$2}' $(MAKEFILE_LIST)
+endif
 
+ifeq ($(filter init,$(DBTASKS_OWN_TARGETS)),)
 init: ## Set up: venv, start the database, migrate to head, demo data, status
 	$(DBTASKS) init
+endif
 
 db-seed: ## Load the example application's demo data (idempotent)
 	$(DBTASKS) seed
@@ -214,8 +224,10 @@ endif
 .PHONY: check db-check-migrations db-check-heads db-migrate-linearize db-lint-migrations \
 	db-check-roundtrip db-rehearse
 
+ifeq ($(filter check,$(DBTASKS_OWN_TARGETS)),)
 check: ## Every migration guardrail, one summary table: heads, ledger, lint, roundtrip, drift, rehearse, masking, docs
 	$(DBTASKS) check
+endif
 
 db-check-migrations: ## Fail when the models differ from the migrations (scratch database, autogenerate)
 	$(DBTASKS) check-migrations
