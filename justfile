@@ -24,12 +24,12 @@ install:
 
 # Set up: venv, start the database, migrate to head, demo data, status
 init: install
-    {{dbtasks}} init
+    @{{dbtasks}} init
 
 # Run the test suite in parallel (starts its own throwaway PostgreSQL)
 test: install
-    {{venv}}/bin/pytest {{pytest_args}}
+    @{{venv}}/bin/pytest {{pytest_args}}
 
 # Build a wheel and an sdist of dbtasks into dist/ (pipx install dist/dbtasks-*.whl)
 dist: install
-    {{venv}}/bin/python -m build --no-isolation --outdir dist .
+    @{{venv}}/bin/python -m build --no-isolation --outdir dist .

@@ -281,7 +281,7 @@ def test_adopt_keeps_the_projects_own_targets(tmp_path: Path) -> None:
     project.mkdir()
     subprocess.run([str(BIN / "alembic"), "init", "alembic"], cwd=project, check=True, capture_output=True)
     (project / "Makefile").write_text("# Our Makefile\n\n.PHONY: help test\n\n# our help\nhelp:\n\t@echo our help\n\ntest:\n\t@echo our tests\n")
-    (project / "justfile").write_text("# our justfile\n\ncheck:\n    @echo our check\n\nversion := '1'\n")
+    (project / "justfile").write_text("# our justfile\n\ncheck:\n    @echo our check\n\nhello:\n    echo hi\n\nversion := '1'\n")
     proc = run(["adopt", "--yes"], project)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Makefile has its own help" in proc.stdout and "justfile has its own check" in proc.stdout
@@ -292,6 +292,8 @@ def test_adopt_keeps_the_projects_own_targets(tmp_path: Path) -> None:
     assert run_make("test", project).stdout.strip() == "our tests"
     assert run_make("db-migrate-heads", project).returncode == 0
     assert run_just(["check"], project).stdout.strip() == "our check"
+    hello = run_just(["hello"], project)  # dbtasks.just sets nothing for the importer: its recipes still echo their lines
+    assert hello.stdout.strip() == "hi" and "echo hi" in hello.stderr, hello.stderr
     listed = subprocess.run([JUST, "--list"], cwd=project, capture_output=True, text=True)
     assert listed.returncode == 0 and "db-migrate" in listed.stdout, listed.stderr
     assert run_just(["db-migrate-heads"], project).returncode == 0
