@@ -411,8 +411,11 @@ def _print_migrate(result, verb: str) -> None:
     if isinstance(result, LoadResult):  # init, init-db: a new database built from schema.sql
         _print_schema_load(result)
         return
+    if not result.applied and not result.after:  # upgraded to head, and head is base: an empty history
+        echo(f"nothing to do: the project has no revisions yet; `{names.command('db-migrate-create', MIGRATE_MSG='initial')}` writes the first")
+        return
     if not result.applied:
-        echo(f"nothing to do: the database is at {', '.join(result.after) or 'base'}")
+        echo(f"nothing to do: the database is at {', '.join(result.after)}")
         return
     for rev in result.applied:
         echo(f"{verb} {rev.revision}  {rev.message}")
@@ -769,7 +772,8 @@ def _print_restore(r) -> None:
     how = "replaced" if r.replaced else "created"
     extra = f", schema from migrations at {r.revision}, upgraded to head" if r.mode == "schema" else ""
     data = f", {human_bytes(r.data_bytes)} of table data" if r.data_bytes is not None else ""
-    echo(f"{how} database {r.database} from {shown_path(r.file)} ({r.tables} tables{data}{extra}, {r.seconds:.1f}s)")
+    source = shown_path(r.file) if r.file.exists() else "the dump"  # dump-and-restore may have deleted it (said above)
+    echo(f"{how} database {r.database} from {source} ({r.tables} tables{data}{extra}, {r.seconds:.1f}s)")
 
 
 @cli.command("dump-and-restore")

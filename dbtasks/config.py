@@ -152,8 +152,10 @@ def parse_json_table(value: Any) -> dict:
 def one_of(*choices: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = str(value).strip()
+        if text not in choices and text.lower() in choices:  # MODE=FULL means full
+            text = text.lower()
         if text not in choices:
-            raise ValueError(f"use {', '.join(choices)}")
+            raise ValueError(f"one of {', '.join(choices)}")
         return text
 
     parse.choices = choices  # type: ignore[attr-defined]
@@ -654,7 +656,9 @@ def load_settings(
             try:
                 values[s.name] = s.parse(raw)
             except (TypeError, ValueError) as exc:
-                if getattr(s.parse, "choices", None) or s.parse in (parse_port, parse_duration):
+                if getattr(s.parse, "choices", None):
+                    detail = f"use {exc}"
+                elif s.parse in (parse_port, parse_duration):
                     detail = f"use a valid value: {exc}"
                 elif s.parse in (parse_int, parse_positive_int, parse_nonnegative_int):
                     kind = {parse_positive_int: "a whole number of 1 or more", parse_nonnegative_int: "a whole number of 0 or more"}.get(s.parse, "a whole number")

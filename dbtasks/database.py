@@ -81,6 +81,8 @@ def translate(exc: BaseException, url: URL, hint: str | None = None, origin: str
             f"check the password in {origin}",
         )
     if re.search(r'database "[^"]+" does not exist', text):
+        if origin.endswith("_DATABASE_URL"):  # an environment's database (a source, a deploy target): not ours to create
+            return DatabaseMissing(f"database {url.database!r} does not exist on {where}", f"fix {origin} (it names a database the server does not have)")
         return DatabaseMissing(f"database {url.database!r} does not exist on {where}", start or f"{names.run('create-db')}, or fix {origin}")
     if re.search(r'role "[^"]+" does not exist', text):
         return AuthenticationFailed(f"role {url.username!r} does not exist on {where}", f"fix the user in {origin}")

@@ -711,7 +711,7 @@ def upgrade(settings: Settings, target: str = "head", confirm: str | None = None
     ``DBTASKS_UNATTENDED_UPGRADE=1`` (a container entrypoint). ``on_retry``
     gets one line per lock-timeout retry.
     """
-    guard(settings, f"upgrade {target}", confirm, ask, upgrade=True)
+    guard(settings, f"upgrade to {target}", confirm, ask, upgrade=True)
     try:
         before, after = _migrate(settings, lambda cfg: command.upgrade(cfg, target), on_retry, relative=target.startswith(("+", "-")))
     except MigrationError as exc:

@@ -61,7 +61,7 @@ from sqlalchemy.engine import URL
 from dbtasks import names
 from dbtasks.checks import Finding
 from dbtasks.config import Settings, shown_path
-from dbtasks.database import connect, database_exists, describe
+from dbtasks.database import admin_url, connect, database_exists, describe, start_hint
 from dbtasks.errors import ConfigError, ProtectedEnvironment, UsageError, redact
 from dbtasks.formatting import human_bytes
 
@@ -195,6 +195,8 @@ def _rehearse_copy(settings: Settings, source_env: str, reuse: bool, progress) -
 
     name = copy_name(settings)
     restored, notes = False, []
+    with connect(admin_url(settings.url), start_hint(settings), autocommit=True, origin=settings.url_origin):
+        pass  # a stopped local server: one line naming start-db, as every other recipe says
     if not (reuse and database_exists(settings.url, name)):
         notes = restore_copy(settings, source_env, name, progress)
         restored = True

@@ -221,7 +221,7 @@ def _confirm(settings: Settings, action: str, why: str, confirm: str | None, ask
             return
         raise ProtectedEnvironment(f"confirmation did not match {dbname!r}; nothing was done")
     raise ProtectedEnvironment(
-        f"refusing to {action} on {why} without confirmation",
+        f"refusing to {action} without confirmation: {why}",
         f"run it in a terminal and type the database name, or pass {_confirm_hint(dbname)}",
     )
 

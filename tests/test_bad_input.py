@@ -171,6 +171,10 @@ ROWS = [
     r("dump-and-restore-foreign-make", "make", "dump-and-restore FROM=prod", "127.0.0.1:", env={"PROD_DATABASE_URL": "postgresql://u:pw@127.0.0.1:9/prod"}),
     r("dump-and-restore-nofrom-make", "make", "dump-and-restore", "no source environment", "make dump-and-restore FROM="),
     r("dump-and-restore-mode-just", "just", "dump-and-restore prod weird", "MODE", env={"PROD_DATABASE_URL": "postgresql://u:pw@127.0.0.1:1/x"}),
+    r("dump-and-restore-from-url-make", "make", "dump-and-restore FROM=postgresql://u@127.0.0.1:1/x", "FROM takes an environment's name", "PROD_DATABASE_URL"),
+    # A source database that does not exist: fix the URL (never "create-db", which would make an empty one there).
+    r("dump-and-restore-source-missing-cli", "cli", "dump-and-restore --from prod", "does not exist", "fix PROD_DATABASE_URL (it names",
+      env={"PROD_DATABASE_URL": "{missing_url}"}),
     r("dump-and-restore-noenv-cli", "cli", "dump-and-restore --from nosuch", "'nosuch' is not configured"),
     r("rehearse-prod-noenv-cli", "cli", "rehearse-prod --from nosuch", "'nosuch' is not configured", "NOSUCH_DATABASE_URL", "--rows 1000000"),
     r("rehearse-prod-noprod-make", "make", "db-rehearse-prod", "'prod' is not configured", "PROD_DATABASE_URL", "make db-rehearse-prod ROWS=1000000"),
@@ -193,6 +197,17 @@ ROWS = [
       env={"PROD_DATABASE_URL": "postgresql://u:pw@127.0.0.1:9/prod", "DBTASKS_MASKING": '{"users.email": "email"}'}),
     r("masking-column-just", "just", "db-check-masking", "table 'users' has no column 'emial'",
       env={"DBTASKS_MASKING": '{"users.emial": "email"}'}),
+    r("masking-fk-make", "make", "db-check-masking", "foreign key projects.owner_id -> users.id is masked differently", "users.id is 'hash'",
+      "projects.owner_id is 'keep'", "give both columns the same rule",
+      env={"DBTASKS_MASKING": '{"users.id": "hash", "projects.owner_id": "keep", "tasks.assignee_id": "hash", "comments.author_id": "hash"}'}),
+    # MODE=full masks before the copy has foreign keys: the source's are checked before anything is dumped.
+    r("masking-fk-full-cli", "cli", "dump-and-restore --from prod --mode full", "foreign key projects.owner_id -> users.id is masked differently",
+      env={"PROD_DATABASE_URL": "{good_url}", "DBTASKS_MASKING": '{"users.id": "hash", "projects.owner_id": "keep", "tasks.assignee_id": "hash", "comments.author_id": "hash"}'},
+      database="missing"),
+    r("masking-sqltypo-just", "just", "db-check-masking", "'sql:left(nmae, 3)' fails on users.name", 'column "nmae" does not exist', "fix the rule",
+      env={"DBTASKS_MASKING": '{"users.name": "sql:left(nmae, 3)"}'}),
+    r("masking-fixedcast-cli", "cli", "check-masking", "'fixed:maybe' fails on projects.archived (boolean)", "invalid input syntax for type boolean",
+      env={"DBTASKS_MASKING": '{"projects.archived": "fixed:maybe"}'}),
     r("script-exit-make", "make", "run-script SCRIPT=scripts/backfills/exits.py", "called sys.exit(3)", "rolled back"),
     r("script-exit-cli", "cli", "run-script scripts/backfills/exits.py", "called sys.exit(3)"),
     r("script-import-exit-just", "just", "run-script scripts/backfills/exits_on_import.py", "sys.exit(4) while being imported"),
@@ -405,7 +420,8 @@ def _invoke(row: Row, cwd: Path, env: dict[str, str]):
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
 def test_bad_input(row: Row, stage) -> None:
     cwd = stage["projects"][row.project]
-    env = dict(row.env)
+    placeholders = {"{missing_url}": url_str(stage["url"].set(database="dbtasks_no_such_db")), "{good_url}": url_str(stage["url"])}
+    env = {k: placeholders.get(v, v) for k, v in row.env}
     env.setdefault("DBTASKS_PG_DATA", str(stage["root"] / f"pgdata-{row.id}"))
     if row.database == "good":
         env.setdefault("DATABASE_URL", url_str(stage["url"]))

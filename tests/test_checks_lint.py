@@ -183,3 +183,95 @@ def test_the_docstring_may_spell_the_same_parents_any_way(tmp_path, revises):
     assert findings(lint(project, "--all")) == []
     _add_revision(project, "f2f2f2f2f201", "", "a0a0a0a0a001")
     assert rules(lint(project, "--all")) == {("down-revision-mismatch", "f2f2f2f2f201")}
+
+
+def _stock_project(tmp_path):
+    """A project made with a stock `alembic init alembic`: its offline SQL is ONE transaction around every revision."""
+    import subprocess
+
+    from .conftest import BIN
+
+    project = tmp_path / "shop"
+    project.mkdir()
+    subprocess.run([str(BIN / "alembic"), "init", "alembic"], cwd=project, check=True, capture_output=True)
+    assert "transaction_per_migration" not in (project / "alembic" / "env.py").read_text()
+    return project
+
+
+def _write_revision(project, rev: str, down: str | None, upgrade: str) -> int:
+    """A revision file under alembic/versions; the line of its first op call."""
+    head = (
+        f'"""{rev}\n\nRevision ID: {rev}\nRevises: {down or ""}\nCreate Date: 2026-01-01 10:00:00\n\n"""\n'
+        "import sqlalchemy as sa\nfrom alembic import op\n\n"
+        f'revision = "{rev}"\ndown_revision = {down and repr(down)}\nbranch_labels = None\ndepends_on = None\n\n\n'
+        "def upgrade():\n"
+    )
+    (project / "alembic" / "versions" / f"{rev}_x.py").write_text(head + upgrade + '\n\ndef downgrade():\n    raise NotImplementedError("test")\n')
+    return head.count("\n") + 1
+
+
+INITIAL = """\
+    op.create_table(
+        "users",
+        sa.Column("id", sa.BigInteger(), primary_key=True),
+        sa.Column("email", sa.Text(), nullable=False),
+    )
+    op.create_table(
+        "orders",
+        sa.Column("id", sa.BigInteger(), primary_key=True),
+        sa.Column("user_id", sa.BigInteger(), sa.ForeignKey("users.id"), nullable=False),
+        sa.Column("status", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+    )
+    op.create_index("ix_orders_status_created", "orders", ["status", "created_at"])
+    op.create_index("ix_orders_user_id", "orders", ["user_id"])
+    op.create_index(op.f("ix_users_email"), "users", ["email"], unique=True)
+"""
+
+
+def test_a_single_transaction_env_lints_each_revision_as_the_transaction_it_runs_in(tmp_path):
+    project = _stock_project(tmp_path)
+    _write_revision(project, "d1d8fc7765cd", None, INITIAL)
+    assert findings(lint(project, "--all")) == []
+    # A second revision (the first unchanged) leaves the first one's chunk without its BEGIN and COMMIT.
+    _write_revision(project, "e2e2e2e2e202", "d1d8fc7765cd", (
+        '    op.add_column("orders", sa.Column("note", sa.Text()))\n'
+        '    op.create_table("payments", sa.Column("id", sa.BigInteger(), primary_key=True), sa.Column("order_id", sa.BigInteger()))\n'
+        '    op.create_index("ix_payments_order_id", "payments", ["order_id"])\n'
+    ))
+    proc = lint(project, "--all")
+    assert proc.returncode == 0 and findings(proc) == [], proc.stdout
+    # An index on a table an earlier revision made is still flagged, in the middle of the history too.
+    first = _write_revision(project, "f3f3f3f3f303", "e2e2e2e2e202", (
+        '    op.create_index("ix_orders_created", "orders", ["created_at"])\n'
+        '    op.create_index("ix_users_id_email", "users", ["id", "email"])\n'
+    ))
+    _write_revision(project, "a4a4a4a4a404", "f3f3f3f3f303", '    op.add_column("users", sa.Column("name", sa.Text()))\n')
+    proc = lint(project, "--all")
+    assert proc.returncode == 1, proc.stdout
+    assert rules(proc) == {("require-concurrent-index-creation", "f3f3f3f3f303")}, proc.stdout
+    # each finding points at its own op call
+    lines = {f["message"].split("SQL: ")[1]: f["line"] for f in findings(proc)}
+    assert lines == {
+        "CREATE INDEX ix_orders_created ON orders (created_at);": first,
+        "CREATE INDEX ix_users_id_email ON users (id, email);": first + 1,
+    }, proc.stdout
+
+
+def test_two_index_ops_of_one_revision_point_at_their_own_lines(tmp_path):
+    project = example("lint_unsafe_sql", tmp_path)
+    path = next((project / "migrations" / "versions").glob("*9a9a9a9a9a02*"))
+    text = path.read_text()
+    path.write_text(text.replace(
+        '    op.create_index("ix_posts_title", "posts", ["title"])\n',
+        '    op.execute("CREATE INDEX ix_posts_user ON posts (user_id)")\n'
+        '    op.create_index(\n        "ix_posts_score", "posts", ["score"],\n    )\n'
+        '    op.create_index("ix_posts_title", "posts", ["title"])\n',
+    ))
+    proc = lint(project, "--all")
+    found = {f["message"].split("SQL: ")[1]: f["line"] for f in findings(proc) if f["revision"] == "9a9a9a9a9a02"}
+    assert found == {
+        "CREATE INDEX ix_posts_user ON posts (user_id);": 18,
+        "CREATE INDEX ix_posts_score ON posts (score);": 19,
+        "CREATE INDEX ix_posts_title ON posts (title);": 22,
+    }, proc.stdout

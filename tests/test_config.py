@@ -111,3 +111,10 @@ def test_redact_hides_passwords_in_text():
     text = "could not connect to postgresql://bob:hunter22@db/x and password=hunter22 too"
     assert "hunter22" not in redact(text)
     assert "bob" in redact(text)
+
+
+def test_a_choice_is_read_whatever_its_case_and_a_wrong_one_lists_the_choices(tmp_path):
+    assert load_settings({"mode": "FULL"}, project_dir=tmp_path, environ={}).mode == "full"
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, project_dir=tmp_path, environ={"MODE": "ful"})
+    assert info.value.remedy == "use one of schema, full"

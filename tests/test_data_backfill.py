@@ -217,7 +217,7 @@ def test_protected_environment_asks_for_confirmation(project, dbtasks_database):
     """)
     env = {"PROD_DATABASE_URL": url_str(dbtasks_database)}
     proc = run(["--env", "prod", "run-script", "scripts/backfills/touch.py"], project, **env)
-    assert_one_line_error(proc, "refusing to run scripts/backfills/touch.py on protected environment 'prod'", f"--confirm={dbtasks_database.database}")
+    assert_one_line_error(proc, "refusing to run scripts/backfills/touch.py without confirmation: protected environment 'prod'", f"--confirm={dbtasks_database.database}")
     assert hits(dbtasks_database) == {0: 10}
     proc = run(["--env", "prod", "run-script", "scripts/backfills/touch.py"], project, DBTASKS_CONFIRM=dbtasks_database.database, **env)
     assert proc.returncode == 0, proc.stderr

@@ -115,7 +115,7 @@ def test_apply_on_a_protected_environment_needs_confirmation_but_a_dry_run_does_
     dry = run(["--env", "prod", "cleanup"], project, **env)
     assert dry.returncode == 0, dry.stderr
     proc = run(["--env", "prod", "cleanup", "--apply"], project, **env)
-    assert_one_line_error(proc, "refusing to delete old rows on protected environment 'prod'")
+    assert_one_line_error(proc, "refusing to delete old rows without confirmation: protected environment 'prod'")
     assert fingerprint(aged) == before
 
 

@@ -287,7 +287,7 @@ def test_restore_into_a_protected_environment_needs_confirmation(project, demo_d
     path, want = demo_dump
     before = fingerprint(target)
     proc = run(["--env", "prod", "restore-db", "--file", str(path)], project, PROD_DATABASE_URL=url_str(target))
-    assert_one_line_error(proc, "refusing to restore app.dump into the database on protected environment 'prod'", f"--confirm={target.database}")
+    assert_one_line_error(proc, "refusing to restore app.dump into the database without confirmation: protected environment 'prod'", f"--confirm={target.database}")
     assert fingerprint(target) == before and not leftover_names(dbtasks_server_url)
     proc = run(["--env", "prod", "restore-db", "--file", str(path), "--confirm", target.database], project, PROD_DATABASE_URL=url_str(target))
     assert proc.returncode == 0, proc.stderr

@@ -31,6 +31,11 @@ RULES = """
 "projects.name" = "keep"
 """
 
+RULE_TABLE = {
+    "users.email": "email", "users.name": "name", "users.id": "hash", "projects.owner_id": "hash",
+    "tasks.assignee_id": "hash", "comments.author_id": "hash", "public.comments.body": "text:40", "projects.name": "keep",
+}  # RULES as a dict, for validate() and DBTASKS_MASKING
+
 TABLES = ("users", "projects", "tasks", "comments", "tags", "task_tags")
 JOINS = (
     "select count(*) from projects p join users u on u.id = p.owner_id",
@@ -144,8 +149,13 @@ def test_bad_rules_are_one_line_against_the_schema(proj, prod):
             rules = [masking._parse(k, v, "test") for k, v in table.items()]
             with pytest.raises(masking.MaskingError, match=words):
                 masking.validate(settings, conn, rules)
-        resolved, warnings = masking.validate(settings, conn, [masking._parse("users.id", "hash", "test")])
-        assert any("projects.owner_id" in w for w in warnings)
+        # A hashed key whose referencing columns have no rule breaks their joins: refused, not warned about.
+        with pytest.raises(masking.MaskingError, match=r"foreign key comments.author_id -> users.id is masked differently: users.id is 'hash'"):
+            masking.validate(settings, conn, [masking._parse("users.id", "hash", "test")])
+        # The same rule on every side of every foreign key passes.
+        rules = [masking._parse(k, v, "test") for k, v in RULE_TABLE.items()]
+        resolved, warnings = masking.validate(settings, conn, rules)
+        assert len(resolved) == len(rules) and warnings == []
 
 
 def test_a_failing_sql_rule_changes_nothing(proj, prod, dbtasks_server_url):
@@ -158,6 +168,91 @@ def test_a_failing_sql_rule_changes_nothing(proj, prod, dbtasks_server_url):
         assert rows(url, "select email from users order by id") == before
     finally:
         drop_database(dbtasks_server_url, url.database)
+
+
+def snapshot(url) -> dict:
+    """Every row of every demo table, and the database's relations: what "nothing changed" compares."""
+    state = {table: sorted(rows(url, f"select t::text from {table} t")) for table in TABLES}
+    state["relations"] = sorted(rows(url, "select relname from pg_class where relnamespace = 'public'::regnamespace"))
+    return state
+
+
+def test_a_foreign_key_masked_on_one_side_only_is_refused_before_anything_changes(proj, prod, dbtasks_server_url):
+    """users.id hashed, projects.owner_id kept: every copied project would point at a user that no longer exists."""
+    url = copy_of(prod, dbtasks_server_url)
+    try:
+        before = snapshot(url)
+        clash = {**RULE_TABLE, "projects.owner_id": "keep"}
+        with pytest.raises(masking.MaskingError) as caught:
+            masking.apply(settings_for(url, proj, masking=clash, masking_seed="seed-one"), url)
+        error = caught.value
+        assert error.exit_code == 2
+        assert "\n" not in str(error)
+        assert error.message.startswith("foreign key projects.owner_id -> users.id is masked differently: "
+                                        "users.id is 'hash' (in DBTASKS_MASKING), projects.owner_id is 'keep' (in DBTASKS_MASKING)")
+        assert error.remedy == 'give both columns the same rule, e.g. "projects.owner_id" = "hash"'
+        assert snapshot(url) == before
+        # A column without a rule counts as keep: the same refusal.
+        del clash["projects.owner_id"]
+        with pytest.raises(masking.MaskingError, match=r"projects.owner_id has no rule \(kept as is\)"):
+            masking.apply(settings_for(url, proj, masking=clash, masking_seed="seed-one"), url)
+        assert snapshot(url) == before
+        # The same rule on both sides: masked, and every join still matches.
+        report = masking.apply(settings_for(url, proj, masking=RULE_TABLE, masking_seed="seed-one"), url)
+        assert report.tables["public.projects"] > 0 and not report.warnings
+        assert snapshot(url) != before
+        for sql in JOINS:
+            assert rows(url, sql) == rows(prod, sql), sql
+    finally:
+        drop_database(dbtasks_server_url, url.database)
+
+
+def test_rules_whose_sql_the_database_refuses_fail_validation_before_anything_changes(proj, prod, dbtasks_server_url):
+    """A typo in sql: and a fixed: value the column's type refuses fail at validation (LIMIT 0 plans, constants fold), not mid-copy."""
+    url = copy_of(prod, dbtasks_server_url)
+    try:
+        execute(url, "alter table users add column phone text, add column score double precision")
+        execute(url, "update users set phone = '+49 30 ' || id, score = id")
+        before = snapshot(url)
+        settings = settings_for(url, proj, masking_seed="seed-one")
+        cases = [
+            ({"users.phone": "sql:left(phnoe, 3)"}, r"^masking rule 'users.phone' in test: 'sql:left\(phnoe, 3\)' fails on users.phone \(text\): column \"phnoe\" does not exist"),
+            ({"users.score": "fixed:abc"}, r"^masking rule 'users.score' in test: 'fixed:abc' fails on users.score \(double precision\): invalid input syntax for type double precision: \"abc\""),
+            ({"users.score": "sql:now()"}, r"'sql:now\(\)' fails on users.score \(double precision\): column \"score\" is of type double precision"),
+        ]
+        with connect(url) as conn:
+            for table, words in cases:
+                rules = [masking._parse(k, v, "test") for k, v in table.items()]
+                with pytest.raises(masking.MaskingError, match=words) as caught:
+                    masking.validate(settings, conn, rules)
+                assert "\n" not in str(caught.value) and "fix the rule" in caught.value.remedy
+            # Good SQL passes, and leaves neither the trial's temporary tables nor its function behind.
+            good = [masking._parse(k, v, "test") for k, v in {"users.phone": "sql:left(phone, 3)", "users.score": "fixed:1.5", "users.name": "sql:upper(users.name)"}.items()]
+            resolved, warnings = masking.validate(settings, conn, good)
+            assert len(resolved) == 3 and warnings == []
+            assert rows(url, "select count(*) from pg_class where relname like 'dbtasks_mask_try%'") == [(0,)]
+            conn.commit()
+        with pytest.raises(masking.MaskingError, match="phnoe"):
+            masking.apply(settings_for(url, proj, masking={"users.email": "email", "users.phone": "sql:left(phnoe, 3)"}), url)
+        assert snapshot(url) == before
+        report = masking.apply(settings_for(url, proj, masking={"users.email": "email", "users.phone": "sql:left(phone, 3)", "users.score": "fixed:1.5"}), url)
+        assert report.tables["public.users"] > 50
+        assert rows(url, "select distinct phone, score from users") == [("+49", 1.5)]
+    finally:
+        drop_database(dbtasks_server_url, url.database)
+
+
+def test_check_masking_fails_on_a_foreign_key_masked_differently_and_on_sql_the_database_refuses(proj, dbtasks_database):
+    import json
+
+    fk = run(["check-masking"], proj, DATABASE_URL=url_str(dbtasks_database), DBTASKS_MASKING=json.dumps({**RULE_TABLE, "projects.owner_id": "keep"}))
+    assert_one_line_error(fk, "projects.owner_id -> users.id is masked differently", "users.id is 'hash'", "projects.owner_id is 'keep'",
+                          'give both columns the same rule, e.g. "projects.owner_id" = "hash"')
+    typo = run(["check-masking"], proj, DATABASE_URL=url_str(dbtasks_database), DBTASKS_MASKING=json.dumps({**RULE_TABLE, "users.name": "sql:left(nmae, 3)"}))
+    assert_one_line_error(typo, "masking rule 'users.name' in DBTASKS_MASKING: 'sql:left(nmae, 3)' fails on users.name", 'column "nmae" does not exist')
+    good = run(["check-masking"], proj, DATABASE_URL=url_str(dbtasks_database), DBTASKS_MASKING=json.dumps({**RULE_TABLE, "users.name": "sql:left(name, 3)"}))
+    assert good.returncode == 0, good.stderr
+    assert "masking: ok" in good.stdout and "8 masking rule(s) fit the schema at head" in good.stderr
 
 
 def test_check_masking_warns_about_personal_columns_without_rules(proj, dbtasks_database):

@@ -305,6 +305,7 @@ class _Linter:
         except ConfigError as exc:  # an optional extra: the other rules still run, with one note
             self.no_squawk = f"squawk's SQL safety rules not checked: {exc}"
             return
+        used: dict[tuple[str, str], set[int]] = {}  # op lines already named by a finding of that revision and rule
         for rev, report in ((rev, report) for rev, found in squawk_reports(self.settings, sql).items() for report in found):
             item = by_revision.get(rev)
             if item is None:
@@ -312,33 +313,19 @@ class _Linter:
             lines = sql[rev].splitlines()
             start, end = int(report.get("line", 0)), int(report.get("line_end", report.get("line", 0)))
             statement = " ".join(" ".join(lines[start:end + 1]).split())
+            rule = report.get("rule_name") or "squawk"
+            line = self._op_line(item, rule, statement, used.setdefault((rev, rule), set()))
             if len(statement) > 160:
                 statement = statement[:157] + "..."
-            rule = report.get("rule_name") or "squawk"
-            self.add(item, rule, f"{report.get('message', '').strip()} SQL: {statement}", self._op_line(item, rule),
+            self.add(item, rule, f"{report.get('message', '').strip()} SQL: {statement}", line,
                      remedy=(report.get("help") or None) and f"{report['help'].rstrip('.')}, or add `# dbtasks: allow {rule}: <why>`")
 
     def _render(self, workspace: Workspace, by_revision: dict[str, RevisionFile]) -> dict[str, str]:
         """The SQL of each in-scope revision, from one offline run when possible."""
         out: dict[str, str] = {}
         try:
-            text = workspace.render_sql(None, "heads")
-            current: list[str] = []
-            chunks: dict[str, list[str]] = {}
-            for line in text.splitlines():
-                match = re.match(r"^-- Running upgrade .*-> (\S+)\s*$", line)
-                if match:
-                    # The BEGIN that opens this revision's transaction precedes its marker.
-                    opening = []
-                    while current and current[-1].strip() in ("", "BEGIN;"):
-                        opening.insert(0, current.pop())
-                    current = chunks[match.group(1)] = [o for o in opening if o.strip()]
-                    continue
-                current.append(line)
-            for rev in by_revision:
-                if rev in chunks:
-                    out[rev] = _strip_version_table("\n".join(chunks[rev]))
-            return out
+            chunks = split_revisions(workspace.render_sql(None, "heads"))
+            return {rev: chunks[rev] for rev in by_revision if rev in chunks}
         except EnvPyError as exc:
             self.unrendered = f"SQL safety not checked: {exc.message}"
             return out
@@ -353,7 +340,9 @@ class _Linter:
                 start = down[0] if len(down) == 1 else None
                 if len(down) > 1:
                     continue  # merge revisions hold no DDL of their own
-                out[rev] = _strip_version_table(workspace.render_sql(start, rev).split("-> " + rev, 1)[-1])
+                chunk = split_revisions(workspace.render_sql(start, rev)).get(rev)
+                if chunk is not None:
+                    out[rev] = chunk
             except Exception as exc:  # noqa: BLE001
                 text = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
                 self.add(item, "sql-not-rendered", f"the SQL cannot be rendered in offline mode ({text}); squawk did not see it",
@@ -366,32 +355,98 @@ class _Linter:
                 return node.lineno
         return None
 
-    def _op_line(self, item: RevisionFile, rule: str) -> int | None:
+    def _op_line(self, item: RevisionFile, rule: str, statement: str = "", used: set[int] | None = None) -> int | None:
+        """The line of the op call that produced ``statement``.
+
+        Among the calls of the rule's ops (and ``op.execute``), the one whose
+        string literals (index, table, column names; the SQL of an execute) the
+        statement names most; a tie goes to the first call not named yet, so
+        two findings of one rule point at two calls.
+        """
         upgrade = item.function("upgrade")
         if upgrade is None:
             return None
         wanted = RULE_OPS.get(rule, ())
-        for node in ast.walk(upgrade):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in wanted:
-                return node.lineno
-        for node in ast.walk(upgrade):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "execute":
-                return node.lineno
-        return upgrade.lineno
+        calls = sorted(
+            (node for node in ast.walk(upgrade)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (*wanted, "execute")),
+            key=lambda node: (node.func.attr not in wanted, node.lineno, node.col_offset),
+        )
+        if not calls:
+            return upgrade.lineno
+        used = set() if used is None else used
+        sql = " ".join(statement.split()).rstrip(";").lower()
+        best = max(calls, key=lambda node: (_names_in(node, sql), node.lineno not in used, -calls.index(node)))
+        used.add(best.lineno)
+        return best.lineno
 
 
-def _strip_version_table(sql: str) -> str:
-    """Drop Alembic's own bookkeeping statements; keep BEGIN/COMMIT for context."""
-    kept = []
-    for statement in re.split(r";\s*\n", sql):
-        if "alembic_version" in statement:
+def _names_in(call: ast.Call, sql: str) -> int:
+    """How many of the call's string literals ``sql`` (normalized, lowercase) names: identifiers as words, SQL as text."""
+    score = 0
+    for text in {n.value for n in ast.walk(call) if isinstance(n, ast.Constant) and isinstance(n.value, str)}:
+        text = " ".join(text.split()).rstrip(";").lower()
+        if not text:
             continue
-        if statement.strip():
-            kept.append(statement.strip().rstrip(";") + ";")
-    # A chunk cut out of a longer script may have lost the BEGIN of its transaction.
-    words = [k.upper() for k in kept]
-    if "COMMIT;" in words and ("BEGIN;" not in words or words.index("COMMIT;") < words.index("BEGIN;")):
-        kept.insert(0, "BEGIN;")
+        if re.fullmatch(r"[\w$]+", text):
+            score += bool(re.search(rf"(?<![\w$]){re.escape(text)}(?![\w$])", sql))
+        elif sql and sql in text:
+            score += 10  # the statement itself, written out in an op.execute()
+        elif " " in text and text in sql:
+            score += 2  # a phrase of it (a default, a piece of a composed execute)
+    return score
+
+
+MARKER = re.compile(r"^-- Running upgrade .*-> (\S+)\s*$")
+
+
+def split_revisions(text: str) -> dict[str, str]:
+    """Each revision's SQL out of an offline script, as the transaction(s) it runs in.
+
+    An env.py that renders the whole script as one transaction (a stock
+    ``alembic init``) leaves a revision's part without its BEGIN (before
+    Alembic's own table) or its COMMIT (after the last revision). squawk would
+    then judge it as run outside a transaction (an index on a table made in the
+    same revision is flagged), so the part gets the BEGIN/COMMIT it lacks.
+    """
+    chunks: dict[str, list[str]] = {}
+    opened: dict[str, bool] = {}  # the revision starts inside a transaction that began before it
+    current: list[str] = []
+    in_transaction = False
+    for line in text.splitlines():
+        match = MARKER.match(line)
+        if match:
+            # The BEGIN that opens this revision's transaction precedes its marker.
+            opening = []
+            while current and current[-1].strip() in ("", "BEGIN;"):
+                opening.insert(0, current.pop())
+            opening = [o for o in opening if o.strip()]
+            opened[match.group(1)] = in_transaction and not opening
+            current = chunks[match.group(1)] = opening
+            continue
+        word = line.strip().upper()
+        if word == "BEGIN;":
+            in_transaction = True
+        elif word in ("COMMIT;", "ROLLBACK;"):
+            in_transaction = False
+        current.append(line)
+    return {rev: _strip_version_table("\n".join(lines), opened[rev]) for rev, lines in chunks.items()}
+
+
+def _strip_version_table(sql: str, in_transaction: bool = False) -> str:
+    """Drop Alembic's own bookkeeping statements; keep BEGIN/COMMIT, closing a transaction left open at either end."""
+    kept = ["BEGIN;"] if in_transaction else []
+    for statement in re.split(r";\s*\n", sql):
+        if "alembic_version" in statement or not statement.strip():
+            continue
+        kept.append(statement.strip().rstrip(";") + ";")
+        word = kept[-1].upper()
+        if word == "BEGIN;":
+            in_transaction = True
+        elif word in ("COMMIT;", "ROLLBACK;"):
+            in_transaction = False
+    if in_transaction:
+        kept.append("COMMIT;")
     return "\n\n".join(kept) + "\n"
 
 

@@ -7,15 +7,19 @@ env.py) and:
   ``masking_file``): an unknown table, column or strategy, or a rule the
   column cannot take, is one line (exit 2), as ``dump-and-restore`` would
   stop on it;
+- fails the same way on a foreign key whose two columns have different
+  rules (no rule is ``keep``): the copy's references would no longer match;
+- tries each rule's SQL on that database (planned with ``LIMIT 0``, in a
+  savepoint rolled back): a typo in ``sql:`` or a ``fixed:`` value its
+  column's type refuses fails here, not after production was dumped;
 - warns about each column that looks personal (a name containing email,
   phone, name, address, token, password, iban, birth, ... or a part ``ip``;
   a type such as inet) and has no rule; ``"table.column" = "keep"`` says it
-  was looked at and stays as it is;
-- warns about a foreign key whose two columns are masked differently (their
-  joins would no longer match).
+  was looked at and stays as it is.
 
 ``dbtasks check`` runs it when masking rules exist and skips it otherwise.
-Findings are warnings: they do not fail the run.
+Findings are warnings: they do not fail the run; a rule that would fail or
+break the copy does (exit 2), and with it ``dbtasks check``.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ NAME = "masking"
 
 
 def run(workspace: Workspace) -> CheckResult:
-    """Validate the rules at head; a warning per personal-looking column without a rule."""
+    """Validate the rules at head (a :class:`MaskingError` when one would fail); a warning per personal-looking column without a rule."""
     settings = workspace.settings
     result = CheckResult(NAME)
     rules = masking.load_rules(settings)
@@ -38,7 +42,7 @@ def run(workspace: Workspace) -> CheckResult:
         resolved, warnings = masking.validate(settings, conn, rules)
         missing = masking.unmasked_personal(conn, resolved)
     for warning in warnings:
-        result.findings.append(Finding(NAME, "fk-masked-differently", warning, severity="warning", remedy="give both columns of the foreign key the same rule (hash on both keeps joins)"))
+        result.findings.append(Finding(NAME, "masking-rule", warning, severity="warning"))
     for col, why in missing:
         key = f"{col.table}.{col.name}" if col.schema == "public" else col.qualified
         result.findings.append(Finding(

@@ -35,8 +35,11 @@ NULL stays NULL under every strategy but ``fixed`` and ``sql``. Rules are
 validated against the schema they are applied to: an unknown table, column or
 strategy, ``null`` on a NOT NULL column, a text strategy on a number, or a
 strategy that cannot keep a unique column unique is one line (exit 2).
-A masked column referenced by a foreign key whose other side has no identical
-rule is a warning: its joins would no longer match.
+So is a foreign key whose two columns have different rules (no rule counts
+as ``keep``): the copy would hold rows referencing keys that no longer exist.
+Each rule's SQL is then tried on the database (planned, never run on a row),
+so a typo in ``sql:`` or a ``fixed:`` value the column's type refuses is
+one line too, before any row changes.
 """
 
 from __future__ import annotations
@@ -206,6 +209,7 @@ join lateral unnest(k.conkey, k.confkey) as u(s, t) on true
 join pg_attribute sa on sa.attrelid = k.conrelid and sa.attnum = u.s
 join pg_attribute ta on ta.attrelid = k.confrelid and ta.attnum = u.t
 where k.contype = 'f'
+order by 1, 2, 3, 4, 5, 6
 """
 
 
@@ -260,17 +264,37 @@ def _fits(rule: Rule, col: Column, where: str) -> None:
         raise MaskingError(f"{where}: {col.table}.{col.name} is {col.type}, too short for a masked email ({EMAIL_LENGTH} characters)", "use hash or text:<n>")
 
 
-def fk_warnings(resolved: list[tuple[Rule, Column]], fks: list[tuple[str, str]]) -> list[str]:
-    """A masked column joined by a foreign key to a column without the identical rule: its joins would break."""
-    rules = {col.qualified: rule.text for rule, col in resolved}
-    warnings = []
-    for referencing, referenced in fks:
-        a, b = rules.get(referencing, "keep"), rules.get(referenced, "keep")
-        if a != b:
-            warnings.append(
-                f"foreign key {referencing} -> {referenced}: masked with {a!r} on one side and {b!r} on the other, so its joins will not match; give both columns the same rule"
-            )
-    return warnings
+def _shown(qualified: str) -> str:
+    """``schema.table.column`` as a rule would name it: the schema only when it is not public."""
+    return qualified[len("public."):] if qualified.startswith("public.") else qualified
+
+
+def check_foreign_keys(resolved: list[tuple[Rule, Column]], fks: list[tuple[str, str]]) -> None:
+    """A foreign key whose two columns get different rules is a :class:`MaskingError`.
+
+    The copy would keep its rows and its declared constraint while the values
+    no longer match (MODE=schema swaps in orphaned rows, MODE=full fails at the
+    constraint without saying why), so it is refused before anything changes.
+    No rule is ``keep``.
+    """
+    rules = {col.qualified: rule for rule, col in resolved}
+    clashes = [(a, b) for a, b in fks if (rules[a].text if a in rules else "keep") != (rules[b].text if b in rules else "keep")]
+    if not clashes:
+        return
+    referencing, referenced = clashes[0]
+
+    def told(qualified: str) -> str:
+        rule = rules.get(qualified)
+        return f"{_shown(qualified)} is {rule.text!r} (in {rule.origin})" if rule else f"{_shown(qualified)} has no rule (kept as is)"
+
+    # The remedy copies the masked side's rule to the other side (the referenced key's, when both are masked).
+    source, target = (referenced, referencing) if referenced in rules and rules[referenced].text != "keep" else (referencing, referenced)
+    more = f" ({len(clashes) - 1} more foreign key(s) like it)" if len(clashes) > 1 else ""
+    raise MaskingError(
+        f"foreign key {_shown(referencing)} -> {_shown(referenced)} is masked differently: {told(referenced)}, {told(referencing)}, "
+        f"so the copy's {_shown(referencing)} would no longer match {_shown(referenced)}{more}",
+        f"give both columns the same rule, e.g. \"{_shown(target)}\" = \"{rules[source].text}\"",
+    )
 
 
 # -- the SQL ------------------------------------------------------------------------
@@ -347,11 +371,66 @@ def expression(rule: Rule, col: Column, params: dict, n: int) -> str | None:
 # -- applying -------------------------------------------------------------------------
 
 
-def validate(settings: Settings, conn: sa.Connection, rules: list[Rule] | None = None) -> tuple[list[tuple[Rule, Column]], list[str]]:
-    """The rules resolved against the database of ``conn``, and the warnings (foreign keys)."""
+def _detail(exc: DBAPIError) -> str:
+    """The database's message, first line, without secrets."""
+    return redact(str(exc.orig).strip().splitlines()[0]) if exc.orig else "the database refused it"
+
+
+def try_sql(conn: sa.Connection, resolved: list[tuple[Rule, Column]]) -> None:
+    """Plan each rule's SQL on the database of ``conn``; one that fails is a :class:`MaskingError`.
+
+    Each expression goes into the column of an empty temporary copy of its
+    table, ``SELECT``-ed from the table with ``LIMIT 0``: no row is read or
+    written, but the names, the types and the assignment to the column are
+    checked, and constants are folded at planning, so a ``fixed:`` value the
+    type refuses fails too. A savepoint rolled back at the end leaves the
+    database and the caller's transaction as they were.
+    """
+    params: dict[str, Any] = {"seed": "dbtasks-try"}
+    tries = [(rule, col, expression(rule, col, params, n)) for n, (rule, col) in enumerate(resolved)]
+    tries = [t for t in tries if t[2] is not None]
+    if not tries:
+        return
+    savepoint = conn.begin_nested()
+    try:
+        if any("dbtasks_mask_int" in e for _, _, e in tries):
+            conn.execute(sa.text(_INT_FUNCTION))
+        copies: dict[tuple[str, str], str] = {}
+        for rule, col, expr in tries:
+            qualified = f"{quote_ident(col.schema)}.{quote_ident(col.table)}"
+            copy = copies.get((col.schema, col.table))
+            if copy is None:
+                copy = copies[(col.schema, col.table)] = f"pg_temp.dbtasks_mask_try_{len(copies)}"
+                conn.execute(sa.text(f"CREATE TEMPORARY TABLE {copy} (LIKE {qualified})"))
+            used = {k: v for k, v in params.items() if f":{k}" in expr}
+            try:
+                # The alias is the one _rewrite gives, so sql: expressions that name the table work alike.
+                conn.execute(sa.text(f"INSERT INTO {copy} ({quote_ident(col.name)}) SELECT {expr} FROM {qualified} AS {quote_ident(col.table)} LIMIT 0"), used)
+            except DBAPIError as exc:
+                raise MaskingError(
+                    f"masking rule {rule.key!r} in {rule.origin}: {rule.text!r} fails on {col.table}.{col.name} ({col.type}): {_detail(exc)}",
+                    "fix the rule: sql: expressions name the row's columns, fixed: values must fit the column's type",
+                ) from None
+    finally:
+        savepoint.rollback()
+
+
+def validate(settings: Settings, conn: sa.Connection, rules: list[Rule] | None = None, try_it: bool = True) -> tuple[list[tuple[Rule, Column]], list[str]]:
+    """The rules resolved against the database of ``conn``, and the warnings of validation (none yet).
+
+    Everything that would make the masking fail or break the copy is a
+    :class:`MaskingError` here, before any row changes: a rule the schema
+    cannot take, a foreign key masked differently on its two sides, SQL the
+    database refuses. ``try_it=False`` reads the catalog only (the rules
+    checked against a production database before it is dumped: no
+    temporary table is made there).
+    """
     rules = load_rules(settings) if rules is None else rules
     resolved = resolve(rules, columns(conn), _search_path(conn))
-    return resolved, fk_warnings(resolved, foreign_keys(conn))
+    check_foreign_keys(resolved, foreign_keys(conn))
+    if try_it:
+        try_sql(conn, resolved)
+    return resolved, []
 
 
 def apply(settings: Settings, url: URL, rules: list[Rule] | None = None, say: Callable[[str], None] | None = None) -> MaskReport:
@@ -408,8 +487,7 @@ def apply(settings: Settings, url: URL, rules: list[Rule] | None = None, say: Ca
                     if say:
                         say(f"masked {column_list} of {table} ({count} rows)")
         except DBAPIError as exc:
-            detail = redact(str(exc.orig).strip().splitlines()[0]) if exc.orig else "the database refused it"
-            raise MaskingError(f"masking {column_list} of {table} failed: {detail}", "fix the masking rule (sql: expressions and fixed: values must fit the column); nothing was changed") from None
+            raise MaskingError(f"masking {column_list} of {table} failed: {_detail(exc)}", "fix the masking rule (sql: expressions and fixed: values must fit the column); nothing was changed") from None
     # An UPDATE leaves the original row versions (and their index entries) in the table's
     # files until the space is reused: rewrite each table masked in place, so no original
     # value stays in the database's files. (A rewritten table got new files already.)

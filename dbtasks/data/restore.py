@@ -413,6 +413,11 @@ def _restore_full(settings: Settings, info: ArchiveInfo, jobs: int | None, owner
 def source_settings(settings: Settings, source_env: str) -> Settings:
     if not source_env or not source_env.strip():
         raise UsageError("no source environment given", f"name it (it reads <ENV>_DATABASE_URL), e.g. `{names.command('dump-and-restore', FROM='prod')}`")
+    if "://" in source_env or "@" in source_env:
+        raise UsageError(
+            "FROM takes an environment's name (prod), not a URL",
+            f"put the URL in PROD_DATABASE_URL (or <ENV>_DATABASE_URL, in .env) and run `{names.command('dump-and-restore', FROM='prod')}`",
+        )
     return load_settings({"env": source_env.strip(), "alembic_ini": settings.alembic_ini}, project_dir=settings.project_dir)
 
 
@@ -470,6 +475,11 @@ def dump_and_restore(
         )
     dump_settings = working_dump_settings(settings)
     source_facts(source)  # the source answers before anything is created on disk
+    if masking_on and mode == "full":
+        # The copy gets the source's schema, and the masking runs before its foreign keys
+        # exist: check the rules against the source's catalog now, before the dump.
+        with connect(source.url, origin=source.url_origin) as conn:
+            masking.validate(settings, conn, rules, try_it=False)
     dump_dir = ensure_tool_dir(dump_settings.path(settings.dump_dir))
     # The dump keeps a ".partial-<pid>" name until the restore succeeded: a run
     # killed half-way leaves a file the next dump removes, not one more copy.
