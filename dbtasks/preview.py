@@ -58,6 +58,7 @@ class RevisionSQL:
     unrendered: str | None = None  # why the SQL could not be rendered
     findings: list[Finding] = dataclasses.field(default_factory=list)
     is_merge: bool = False
+    opened: bool = False  # its SQL runs inside a transaction that began before it (a single-transaction env.py)
 
     def header(self) -> str:
         return f"-- Revision {self.revision}: {self.message or '(no message)'} ({shown_path(self.path)})"
@@ -183,11 +184,14 @@ def _describe(script: Script) -> RevisionSQL:
     return RevisionSQL(script.revision, (script.doc or "").strip(), script.path, is_merge=len(revision_ids(script.down_revision)) > 1)
 
 
-def _split(text: str) -> dict[str, str]:
-    """Offline SQL of several revisions -> each revision's part (what precedes the first marker goes with the first)."""
+def _split(text: str) -> dict[str, tuple[str, bool]]:
+    """Offline SQL of several revisions -> each revision's part (what precedes the first marker goes with the first),
+    and whether that part starts inside a transaction opened before it (an env.py that renders one transaction for all)."""
     chunks: dict[str, list[str]] = {}
+    opened: dict[str, bool] = {}
     current: list[str] = []
     first = True
+    in_transaction = False
     for line in text.splitlines():
         match = MARKER.match(line)
         if match:
@@ -198,10 +202,29 @@ def _split(text: str) -> dict[str, str]:
                 opening = []
                 while current and current[-1].strip() in ("", "BEGIN;"):
                     opening.insert(0, current.pop())
+            opened[match.group(1)] = in_transaction and not any(o.strip().upper() == "BEGIN;" for o in opening)
             current = chunks[match.group(1)] = opening
             continue
+        word = line.strip().upper()
+        if word == "BEGIN;":
+            in_transaction = True
+        elif word in ("COMMIT;", "ROLLBACK;"):
+            in_transaction = False
         current.append(line)
-    return {rev: re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n" for rev, lines in chunks.items()}
+    return {rev: (re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n", opened[rev]) for rev, lines in chunks.items()}
+
+
+def _balanced(sql: str, opened: bool) -> tuple[str, int]:
+    """The revision's SQL as the transaction it runs in, for squawk: a BEGIN before it when it starts inside
+    one, a COMMIT after it when it ends inside one; and how many lines were put before it."""
+    in_transaction = opened
+    for line in sql.splitlines():
+        word = line.strip().upper()
+        if word == "BEGIN;":
+            in_transaction = True
+        elif word in ("COMMIT;", "ROLLBACK;"):
+            in_transaction = False
+    return ("BEGIN;\n" if opened else "") + sql + ("COMMIT;\n" if in_transaction else ""), 1 if opened else 0
 
 
 def _render(ws, lower: list[str], target: str, revisions: list[RevisionSQL], scripts: dict[str, Script]) -> None:
@@ -216,13 +239,13 @@ def _render(ws, lower: list[str], target: str, revisions: list[RevisionSQL], scr
         except Exception:  # noqa: BLE001 - a revision that cannot render offline; find which below
             chunks = {}
         for rev in revisions:
-            rev.sql = chunks.get(rev.revision)
+            rev.sql, rev.opened = chunks.get(rev.revision, (None, False))
     for rev in revisions:
         if rev.sql is not None or rev.is_merge:
             continue
         down = revision_ids(scripts[rev.revision].down_revision)
         try:
-            rev.sql = _split(ws.render_sql(down[0] if down else None, rev.revision)).get(rev.revision)
+            rev.sql, rev.opened = _split(ws.render_sql(down[0] if down else None, rev.revision)).get(rev.revision, (None, False))
         except EnvPyError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure is the reason it is named
@@ -251,7 +274,8 @@ def _squawk(settings: Settings, revisions: list[RevisionSQL]) -> list[str]:
     """Attach squawk's findings to each rendered revision; a note when squawk is not installed."""
     from dbtasks.checks.lint import RevisionFile, squawk_reports
 
-    texts = {r.revision: r.sql for r in revisions if r.sql}
+    balanced = {r.revision: _balanced(r.sql, r.opened) for r in revisions if r.sql}
+    texts = {rev: text for rev, (text, _) in balanced.items()}
     if not texts:
         return []
     try:
@@ -267,8 +291,11 @@ def _squawk(settings: Settings, revisions: list[RevisionSQL]) -> list[str]:
             allowed = RevisionFile.read(Path(rev.path)).suppressions
         except OSError:
             allowed = {}
+        shift = balanced[rev.revision][1]
         for report in found:
-            line = int(report.get("line", 0))
+            line = int(report.get("line", 0)) - shift  # squawk read the SQL with the BEGIN it lacked
+            if line < 0 or line >= len((rev.sql or "").splitlines()):
+                continue  # about the BEGIN/COMMIT added for squawk, not about the revision
             start = max((s for s in starts if s <= line), default=line)
             rule = report.get("rule_name") or "squawk"
             rev.findings.append(Finding(rule, (report.get("message") or "").strip(), start, allowed.get(rule)))

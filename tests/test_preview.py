@@ -138,3 +138,21 @@ def test_allowed_rules_are_marked_and_missing_squawk_is_one_note(project: Path, 
     found = preview.migrate_sql(settings, HEAD)
     assert "ALTER TABLE users ADD COLUMN phone" in found.script() and "-- squawk:" not in found.script()
     assert len(found.notes) == 1 and found.notes[0].startswith("squawk's findings not shown: squawk is not installed"), found.notes
+
+
+def test_a_single_transaction_env_gets_squawk_comments_of_the_transaction_it_runs_in(tmp_path: Path):
+    """A stock `alembic init` env.py renders one BEGIN ... COMMIT around every revision: each revision is
+    judged inside it (no index flagged on a table made in the same revision, no transaction-nesting or
+    uncommitted-transaction comment), and an index on an earlier revision's table is still flagged."""
+    from .test_checks_lint import INITIAL, _stock_project, _write_revision
+
+    project = _stock_project(tmp_path)
+    _write_revision(project, "d1d8fc7765cd", None, INITIAL)
+    _write_revision(project, "e2e2e2e2e202", "d1d8fc7765cd", '    op.create_index("ix_orders_created", "orders", ["created_at"])\n')
+    _write_revision(project, "f3f3f3f3f303", "e2e2e2e2e202", '    op.add_column("users", sa.Column("name", sa.Text()))\n')
+    proc = run(["-c", str(project / "alembic.ini"), "migrate-sql", "--from", "base"], project, DATABASE_URL="postgresql://u:pw@127.0.0.1:9/none")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    first, second, third = proc.stdout.split("-- Revision ")[1:]
+    assert "-- squawk:" not in first and "-- squawk:" not in third, proc.stdout
+    assert lines_before(second, "CREATE INDEX ix_orders_created")[-1].startswith("-- squawk: require-concurrent-index-creation:"), second
+    assert second.count("-- squawk:") == 1, second
