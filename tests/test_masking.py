@@ -326,3 +326,22 @@ def test_no_original_value_stays_in_the_local_databases_files(mode, proj, prod, 
         assert relation_files_holding(prod, [v for v in originals if v.startswith("person")])
     finally:
         drop_database(dbtasks_server_url, local.database)
+
+
+def test_hash_on_a_foreign_key_between_columns_of_different_widths_is_refused(proj, prod, dbtasks_server_url):
+    """smallint -> integer: hash permutes 14 bits of one and 30 of the other, so the keys would stop matching.
+    The same types on both sides (users.id -> projects.owner_id, both bigint) pass: the module's other tests."""
+    url = copy_of(prod, dbtasks_server_url)
+    try:
+        execute(url, "create table teams (id integer primary key); create table badges (id serial primary key, team_id smallint references teams (id))")
+        execute(url, "insert into teams values (1), (2); insert into badges (team_id) values (1), (2)")
+        before = snapshot(url)
+        rules = {**RULE_TABLE, "teams.id": "hash", "badges.team_id": "hash"}
+        with pytest.raises(masking.MaskingError, match=r"foreign key badges.team_id -> teams.id: hash makes a 14-bit permutation of smallint but a 30-bit permutation of integer"):
+            masking.apply(settings_for(url, proj, masking=rules, masking_seed="seed-one"), url)
+        assert snapshot(url) == before
+        execute(url, "alter table badges alter column team_id type integer")
+        masking.apply(settings_for(url, proj, masking=rules, masking_seed="seed-one"), url)
+        assert rows(url, "select count(*) from badges b join teams t on t.id = b.team_id") == [(2,)]
+    finally:
+        drop_database(dbtasks_server_url, url.database)

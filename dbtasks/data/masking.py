@@ -280,6 +280,7 @@ def check_foreign_keys(resolved: list[tuple[Rule, Column]], fks: list[tuple[str,
     rules = {col.qualified: rule for rule, col in resolved}
     clashes = [(a, b) for a, b in fks if (rules[a].text if a in rules else "keep") != (rules[b].text if b in rules else "keep")]
     if not clashes:
+        _check_hash_widths(resolved, fks)
         return
     referencing, referenced = clashes[0]
 
@@ -295,6 +296,30 @@ def check_foreign_keys(resolved: list[tuple[Rule, Column]], fks: list[tuple[str,
         f"so the copy's {_shown(referencing)} would no longer match {_shown(referenced)}{more}",
         f"give both columns the same rule, e.g. \"{_shown(target)}\" = \"{rules[source].text}\"",
     )
+
+
+def _hash_width(col: Column) -> str:
+    """What ``hash`` makes of a column's values: the same width on both sides of a key, or they stop matching."""
+    if col.base in ("int2", "int4", "int8"):
+        return f"{14 if col.base == 'int2' else 30}-bit permutation"
+    if col.base == "uuid":
+        return "uuid"
+    return f"{min(32, col.length or 32)} hex characters"
+
+
+def _check_hash_widths(resolved: list[tuple[Rule, Column]], fks: list[tuple[str, str]]) -> None:
+    """``hash`` on both sides of a foreign key whose columns differ in width (smallint and integer,
+    varchar(20) and text) gives values that no longer match: a :class:`MaskingError`."""
+    cols = {col.qualified: col for rule, col in resolved if rule.strategy == "hash"}
+    for referencing, referenced in fks:
+        if referencing in cols and referenced in cols:
+            a, b = _hash_width(cols[referencing]), _hash_width(cols[referenced])
+            if a != b:
+                raise MaskingError(
+                    f"foreign key {_shown(referencing)} -> {_shown(referenced)}: hash makes a {a} of {cols[referencing].type} "
+                    f"but a {b} of {cols[referenced].type}, so the copy's keys would no longer match",
+                    "give both columns the same type, or mask both with the same sql:<expression>",
+                )
 
 
 # -- the SQL ------------------------------------------------------------------------
