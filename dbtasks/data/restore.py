@@ -26,6 +26,7 @@ import dataclasses
 import os
 import re
 import shutil
+import tempfile
 import time
 import zlib
 from datetime import datetime, timezone
@@ -543,6 +544,32 @@ def _remove_dump(path: Path) -> None:
     remove_meta(path)
 
 
+def _migrated_schema(settings: Settings, revisions: list[str], script, output: Path, version_num: int) -> Path:
+    """Our migrations at ``revisions`` in a throwaway database, dumped schema-only (custom format) to ``output``."""
+    from dbtasks import migrations
+    from dbtasks.database import scratch as scratch_database
+
+    major = server_major(version_num)
+    pg_dump = find_client("pg_dump", settings.pg_bin, min_major=major, prefer=major, why=f"the server at {describe(settings.url)} runs PostgreSQL {major}")
+    with scratch_database(settings, prefix="dbtasks_schema", why="dump-and-restore MODE=schema") as built:
+        for rev in revisions:
+            migrations.upgrade_scratch(settings, built, rev, script)
+        code, lines = run_client([pg_dump.path, "--schema-only", "--format=custom", f"--file={output}", f"--dbname={built.database}"], built)
+        if code != 0:
+            raise DataError(f"pg_dump of the migrated schema failed: {first_error(lines, 'pg_dump')}", "the current database is unchanged")
+    return output
+
+
+def _schema_pass(pg_restore: str, schema_dump: Path, scratch: URL, section: str, jobs: int) -> None:
+    """One section of the migrated schema into ``scratch``, owners and grants as the migrations made them."""
+    args = [pg_restore, f"--dbname={scratch.database}", "--exit-on-error", f"--section={section}"]
+    if jobs > 1:
+        args.append(f"--jobs={jobs}")
+    code, lines = run_client([*args, str(schema_dump)], scratch)
+    if code != 0:
+        raise DataError(f"restoring the migrated schema ({section}) failed: {first_error(lines, 'pg_restore')}", "the current database is unchanged")
+
+
 def _restore_schema(settings: Settings, info: ArchiveInfo, version_num: int, jobs: int | None, owner: str | None, current_owner: str | None, superuser: bool, progress: ProgressCallback | None, after: Callable[[URL], None] | None = None) -> RestoreResult:
     from dbtasks import migrations
 
@@ -570,14 +597,18 @@ def _restore_schema(settings: Settings, info: ArchiveInfo, version_num: int, job
 
     def build(scratch: URL) -> None:
         report(progress, "schema", 0, 2, "steps", f"migrations at {revision}")
-        for rev in revisions:
-            migrations.upgrade_scratch(settings, scratch, rev, script)
-        with connect(scratch) as conn, conn.begin():
-            # The dump's own alembic_version rows are loaded with the data.
-            conn.execute(sa.text("delete from alembic_version"))
-        report(progress, "schema", 1, 2, "steps")
-        args = pg_restore_args(pg_restore.path, info.path, scratch.database, jobs, role, data_only=True)
-        loaded.append(run_pg_restore(args, scratch, info, progress, "data"))
+        with tempfile.TemporaryDirectory(prefix="dbtasks-schema-") as tmp:
+            # Our migrations build the schema in a database of their own; its pg_dump is
+            # restored around the rows: tables first, the rows into tables without
+            # indexes, then the indexes, constraints and triggers, each built once.
+            # Loading rows into the indexed tables the migrations made took twice as
+            # long (docs/development.md, Benchmarks).
+            built = _migrated_schema(settings, revisions, script, Path(tmp) / "schema.dump", version_num)
+            report(progress, "schema", 1, 2, "steps")
+            _schema_pass(pg_restore.path, built, scratch, "pre-data", 1)
+            args = pg_restore_args(pg_restore.path, info.path, scratch.database, jobs, role, data_only=True)
+            loaded.append(run_pg_restore(args, scratch, info, progress, "data"))
+            _schema_pass(pg_restore.path, built, scratch, "post-data", jobs)
         migrations.upgrade_scratch(settings, scratch, "heads", script)
         report(progress, "schema", 2, 2, "steps", "upgraded to head")
         if after is not None:
