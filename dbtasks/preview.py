@@ -34,8 +34,6 @@ from dbtasks.database import describe
 from dbtasks.errors import ConfigError, DbtasksError, UsageError, redact
 from dbtasks.migrations import EnvPyError, _project_frame, check_applied_known, current_revisions, revision_ids, translate_errors
 
-MARKER = re.compile(r"^-- Running upgrade .*-> (\S+)\s*$")
-
 
 @dataclasses.dataclass
 class Finding:
@@ -187,44 +185,21 @@ def _describe(script: Script) -> RevisionSQL:
 def _split(text: str) -> dict[str, tuple[str, bool]]:
     """Offline SQL of several revisions -> each revision's part (what precedes the first marker goes with the first),
     and whether that part starts inside a transaction opened before it (an env.py that renders one transaction for all)."""
-    chunks: dict[str, list[str]] = {}
-    opened: dict[str, bool] = {}
-    current: list[str] = []
-    first = True
-    in_transaction = False
-    for line in text.splitlines():
-        match = MARKER.match(line)
-        if match:
-            if first:
-                opening, current, first = current, [], False
-            else:
-                # The BEGIN that opens this revision's transaction precedes its marker.
-                opening = []
-                while current and current[-1].strip() in ("", "BEGIN;"):
-                    opening.insert(0, current.pop())
-            opened[match.group(1)] = in_transaction and not any(o.strip().upper() == "BEGIN;" for o in opening)
-            current = chunks[match.group(1)] = opening
-            continue
-        word = line.strip().upper()
-        if word == "BEGIN;":
-            in_transaction = True
-        elif word in ("COMMIT;", "ROLLBACK;"):
-            in_transaction = False
-        current.append(line)
-    return {rev: (re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n", opened[rev]) for rev, lines in chunks.items()}
+    from dbtasks.checks.lint import offline_chunks
+
+    return {
+        rev: (re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n", opened)
+        for rev, (lines, opened) in offline_chunks(text, keep_preamble=True).items()
+    }
 
 
 def _balanced(sql: str, opened: bool) -> tuple[str, int]:
     """The revision's SQL as the transaction it runs in, for squawk: a BEGIN before it when it starts inside
     one, a COMMIT after it when it ends inside one; and how many lines were put before it."""
-    in_transaction = opened
-    for line in sql.splitlines():
-        word = line.strip().upper()
-        if word == "BEGIN;":
-            in_transaction = True
-        elif word in ("COMMIT;", "ROLLBACK;"):
-            in_transaction = False
-    return ("BEGIN;\n" if opened else "") + sql + ("COMMIT;\n" if in_transaction else ""), 1 if opened else 0
+    from dbtasks.checks.lint import still_open
+
+    closing = "COMMIT;\n" if still_open(sql.splitlines(), opened) else ""
+    return ("BEGIN;\n" if opened else "") + sql + closing, 1 if opened else 0
 
 
 def _render(ws, lower: list[str], target: str, revisions: list[RevisionSQL], scripts: dict[str, Script]) -> None:

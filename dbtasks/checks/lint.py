@@ -409,28 +409,46 @@ def split_revisions(text: str) -> dict[str, str]:
     then judge it as run outside a transaction (an index on a table made in the
     same revision is flagged), so the part gets the BEGIN/COMMIT it lacks.
     """
-    chunks: dict[str, list[str]] = {}
-    opened: dict[str, bool] = {}  # the revision starts inside a transaction that began before it
+    return {rev: _strip_version_table("\n".join(lines), opened) for rev, (lines, opened) in offline_chunks(text).items()}
+
+
+def offline_chunks(text: str, keep_preamble: bool = False) -> dict[str, tuple[list[str], bool]]:
+    """An offline script cut at Alembic's ``-- Running upgrade`` markers: each revision's lines, and whether
+    they start inside a transaction that began before them. The BEGIN right before a marker opens that
+    revision's own transaction and goes with it; with ``keep_preamble`` what precedes the first marker
+    (Alembic's own table) goes with the first revision too."""
+    chunks: dict[str, tuple[list[str], bool]] = {}
     current: list[str] = []
+    first = True
     in_transaction = False
     for line in text.splitlines():
         match = MARKER.match(line)
         if match:
-            # The BEGIN that opens this revision's transaction precedes its marker.
-            opening = []
-            while current and current[-1].strip() in ("", "BEGIN;"):
-                opening.insert(0, current.pop())
-            opening = [o for o in opening if o.strip()]
-            opened[match.group(1)] = in_transaction and not opening
-            current = chunks[match.group(1)] = opening
+            if keep_preamble and first:
+                opening = current
+            else:
+                opening = []
+                while current and current[-1].strip() in ("", "BEGIN;"):
+                    opening.insert(0, current.pop())
+                opening = [o for o in opening if o.strip()]
+            first = False
+            current = opening
+            chunks[match.group(1)] = (current, in_transaction and not any(o.strip().upper() == "BEGIN;" for o in opening))
             continue
+        in_transaction = still_open([line], in_transaction)
+        current.append(line)
+    return chunks
+
+
+def still_open(lines, in_transaction: bool) -> bool:
+    """Whether a transaction is open after ``lines`` of SQL, given whether one was open before them."""
+    for line in lines:
         word = line.strip().upper()
         if word == "BEGIN;":
             in_transaction = True
         elif word in ("COMMIT;", "ROLLBACK;"):
             in_transaction = False
-        current.append(line)
-    return {rev: _strip_version_table("\n".join(lines), opened[rev]) for rev, lines in chunks.items()}
+    return in_transaction
 
 
 def _strip_version_table(sql: str, in_transaction: bool = False) -> str:
