@@ -70,18 +70,50 @@ def handed(conn: Connection) -> Connection:
 
 
 def env_url(settings: Settings, url: URL) -> URL:
-    """The scratch ``url`` spelled with the driver the project's own URL uses (asyncpg for an async env.py)."""
-    driver = "postgresql+psycopg2"
-    if settings.database_url:
-        from sqlalchemy.engine import make_url
-
-        try:
-            given = make_url(settings.database_url.strip().replace("postgres://", "postgresql://", 1))
-            if given.drivername.startswith("postgresql+") and given.drivername != "postgresql+psycopg":
-                driver = given.drivername
-        except Exception:  # noqa: BLE001 - settings validated the URL already
-            pass
+    """The scratch ``url`` spelled with the driver the project uses: that of DATABASE_URL, else of
+    alembic.ini's ``sqlalchemy.url``, else asyncpg for an env.py that builds an async engine, else psycopg2."""
+    driver = _driver_of(settings.database_url) or _project_driver(settings) or "postgresql+psycopg2"
     return url.set(drivername=driver)
+
+
+ASYNC_MARKS = ("async_engine_from_config", "create_async_engine", "AsyncEngine")
+
+
+def _driver_of(text: str | None) -> str | None:
+    """``postgresql+<driver>`` of a URL, when it names one this process can load."""
+    if not text or "://" not in text:
+        return None
+    scheme = text.strip().split("://", 1)[0].replace("postgres+", "postgresql+", 1)
+    if not scheme.startswith("postgresql+"):
+        return None
+    module = {"postgresql+psycopg": "psycopg", "postgresql+asyncpg": "asyncpg", "postgresql+pg8000": "pg8000"}.get(scheme)
+    if module is not None:
+        import importlib.util
+
+        if importlib.util.find_spec(module) is None:
+            return None
+    return scheme
+
+
+def _project_driver(settings: Settings) -> str | None:
+    """The driver of alembic.ini's own ``sqlalchemy.url``, or asyncpg when env.py builds an async engine
+    (the ``alembic init -t async`` template): such an env.py cannot run on psycopg2."""
+    import configparser
+
+    try:
+        ini = configparser.RawConfigParser()
+        ini.read(settings.alembic_ini_path, encoding="utf-8")
+        driver = _driver_of(ini.get("alembic", "sqlalchemy.url", fallback=None))
+        if driver:
+            return driver
+        location = ini.get("alembic", "script_location", fallback="").replace("%(here)s", str(settings.alembic_ini_path.parent))
+        env_py = settings.alembic_ini_path.parent / location / "env.py"
+        text = env_py.read_text(encoding="utf-8") if location and env_py.is_file() else ""
+    except (OSError, UnicodeDecodeError, configparser.Error):
+        return None
+    if any(mark in text for mark in ASYNC_MARKS):
+        return _driver_of("postgresql+asyncpg://")
+    return None
 
 
 @dataclasses.dataclass

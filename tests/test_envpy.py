@@ -170,3 +170,35 @@ def test_a_leaking_env_py_is_stopped_by_the_tripwire_in_one_line(real_database, 
     proc = run(["-c", str(project / "alembic.ini"), "check-roundtrip"], tmp_path, DATABASE_URL=url_str(real_database))
     assert_one_line_error(proc, f"env.py tried to connect to 127.0.0.1:{port}", "config.attributes['connection']")
     assert fingerprint(real_database) == before
+
+
+def test_the_async_template_runs_on_asyncpg_when_no_url_names_a_driver(dbtasks_server_url, tmp_path):
+    """`alembic init -t async` builds an async engine from sqlalchemy.url: a plain postgresql:// DATABASE_URL
+    (or none, the local server) must reach it as asyncpg, not psycopg2, for upgrade, check and downgrade."""
+    import subprocess
+
+    from .conftest import BIN
+    from .test_checks_lint import _write_revision
+
+    project = tmp_path / "asyncapp"
+    project.mkdir()
+    subprocess.run([str(BIN / "alembic"), "init", "-t", "async", "alembic"], cwd=project, check=True, capture_output=True)
+    assert "async_engine_from_config" in (project / "alembic" / "env.py").read_text()
+    _write_revision(project, "a1a1a1a1a1a1", None, '    op.create_table("notes", sa.Column("id", sa.BigInteger(), primary_key=True))\n')
+    path = next((project / "alembic" / "versions").glob("*.py"))
+    path.write_text(path.read_text().replace('raise NotImplementedError("test")', 'op.drop_table("notes")'))
+    url = create_database(dbtasks_server_url, scratch_name("dbtasks_async"))
+    plain = url_str(url.set(drivername="postgresql"))
+    try:
+        up = run(["upgrade"], project, DATABASE_URL=plain)
+        assert up.returncode == 0, up.stdout + up.stderr
+        with connect(url) as conn:
+            assert conn.execute(sa.text("select to_regclass('public.notes') is not null")).scalar()
+        checked = run(["check-roundtrip"], project, DATABASE_URL=plain, DBTASKS_ALL="1")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        down = run(["downgrade"], project, DATABASE_URL=plain)
+        assert down.returncode == 0, down.stdout + down.stderr
+        with connect(url) as conn:
+            assert not conn.execute(sa.text("select to_regclass('public.notes') is not null")).scalar()
+    finally:
+        drop_database(dbtasks_server_url, url.database)
