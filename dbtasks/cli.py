@@ -673,10 +673,15 @@ def squash_cmd(c: Ctx) -> None:
     from dbtasks.squash import squash
 
     result = squash(c.settings, c.settings.upto, progress=_say)
-    echo(f"squashed {len(result.removed) + 1} revisions into the baseline {result.revision}: {shown_path(result.path)}")
+    echo(f"squashed {len(result.removed) + 1} revisions ({result.revision} and the {len(result.removed)} before it) into the baseline {result.revision}: {shown_path(result.path)}")
     echo(f"deleted {len(result.deleted)} revision file(s); head(s) unchanged: {', '.join(result.heads)}")
     if result.commit:
         echo(f"databases at a deleted revision reach {result.revision} once with the history of commit {result.commit[:12]}")
+    if result.heads == [result.revision]:
+        echo(f"note: UPTO={result.revision} is the head: the whole history is one baseline now", err=True)
+    docs = c.settings.path(c.settings.docs_dir)
+    if (docs / "schema.sql").exists() or (docs / "diagram.mmd").exists():
+        echo(f"note: {shown_path(docs)} was made from the old revision files (check-db-docs will call it stale): run `{names.command('regenerate-db-diagram')}` and commit it with the squash", err=True)
 
 
 @cli.command("linearize")

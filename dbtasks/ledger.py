@@ -178,7 +178,7 @@ def read(path: Path) -> Ledger:
         if len(parts) != 3 or len(parts[1]) != 64 or any(c not in "0123456789abcdef" for c in parts[1]):
             raise ConfigError(
                 f"{path}:{number} is not a ledger line (revision id, SHA-256, file): {text[:60]!r}",
-                f"restore the file from git, or delete it and {names.run('db-ledger-init')}",
+                f"after a merge conflict, delete the <<<<<<< ======= >>>>>>> lines and keep both sides' lines (one per revision), then {names.run('db-ledger-update')}; else restore the file from git",
             )
         ledger.lines[parts[0]] = Line(parts[0], parts[1], parts[2], notes)
         notes = []
@@ -371,8 +371,11 @@ def accept(settings: Settings, revision: str | None, reason: str | None) -> Repo
     matches = [s for s in scripts if s.revision == revision] or [s for s in scripts if s.revision.startswith(revision)]
     if len(matches) != 1:
         what = "matches no revision" if not matches else f"matches {len(matches)} revisions"
-        raise UsageError(f"ACCEPT={revision} {what} of this history", f"{names.run('db-ledger')} lists the edited ones")
+        raise UsageError(f"ACCEPT={revision} {what} of this history", f"{names.run('db-ledger')} to list the edited ones")
     script = matches[0]
+    recorded = ledger.lines.get(script.revision)
+    if recorded is not None and recorded.digest == digest(script.path):
+        raise UsageError(f"{script.revision} is not edited: its file matches its ledger line, so there is nothing to accept", f"{names.run('db-ledger')} to list the edited ones")
     today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
     ledger.set(script.revision, script.path, note=f"accepted {script.revision} {today}: {reason}")
     ledger.write()
@@ -412,7 +415,7 @@ def squashed(settings: Settings, baseline: str, path: str | Path, removed: Itera
     gone = [rev for rev in removed if rev != baseline]
     for rev in gone:
         ledger.lines.pop(rev, None)
-    ledger.set(baseline, path, note=f"squashed {datetime.datetime.now(datetime.timezone.utc).date().isoformat()}: baseline {baseline} replaces {len(gone)} revision(s)")
+    ledger.set(baseline, path, note=f"squashed {datetime.datetime.now(datetime.timezone.utc).date().isoformat()}: baseline {baseline} replaces itself and the {len(gone)} revision(s) before it")
     # The baseline is the oldest revision now: its line goes first.
     ledger.lines = {baseline: ledger.lines[baseline], **{k: v for k, v in ledger.lines.items() if k != baseline}}
     ledger.write()

@@ -41,6 +41,7 @@ from dbtasks.clients import client_environment, find_client
 from dbtasks.config import Settings, shown_path
 from dbtasks.database import describe, server_version
 from dbtasks.errors import DbtasksError, MigrationError, NothingToDo, UnknownRevision, UsageError, redact
+from dbtasks.formatting import format_file
 from dbtasks.migrations import SQUASHED, SQUASHED_FROM, alembic_config, revision_ids, run_env, script_directory, translate_errors, upgrade_scratch
 from dbtasks.safety import scratch_home
 
@@ -419,6 +420,7 @@ def squash(settings: Settings, upto: str | None, progress: Callable[[str], None]
         Path(s.path).unlink()
         deleted.append(s.path)
     Path(rev.path).write_text(text, encoding="utf-8")
+    format_file(rev.path)  # like every revision dbtasks writes (a formatter that fails leaves the file as written)
     from dbtasks import ledger  # the checksum ledger (migrations.sum), when the project keeps one
 
     ledger.squashed(settings, rev.revision, rev.path, [s.revision for s in removed])

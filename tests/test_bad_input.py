@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -132,8 +133,10 @@ ROWS = [
     r("schema-load-setting-make", "make", "init-db", "DBTASKS_SCHEMA_LOAD", "auto, never", env={"DBTASKS_SCHEMA_LOAD": "sometimes"}),
     # -- the revision ledger: none in this project, or an accept without its revision or reason
     r("ledger-missing-make", "make", "db-ledger", "there is no revision ledger", "make db-ledger-init"),
-    r("ledger-broken-create-make", "make", "db-migrate-create MIGRATE_MSG=x", "is not a ledger line", "make db-ledger-init", project="badledger"),
-    r("ledger-broken-merge-cli", "cli", "merge-heads", "is not a ledger line", "dbtasks ledger --init", project="badledger"),
+    r("ledger-broken-create-make", "make", "db-migrate-create MIGRATE_MSG=x", "is not a ledger line", "keep both sides' lines", "make db-ledger-update", project="badledger"),
+    r("ledger-broken-merge-cli", "cli", "merge-heads", "is not a ledger line", "dbtasks ledger --update", project="badledger"),
+    r("ledger-accept-unedited-make", "make", f"db-ledger-accept ACCEPT={HEAD} REASON=safe", f"{HEAD} is not edited", "make db-ledger", project="goodledger"),
+    r("ledger-accept-unknown-just", "just", "db-ledger-accept nosuchrev safe", "ACCEPT=nosuchrev matches no revision", "just db-ledger` to list", project="goodledger"),
     r("ledger-update-missing-cli", "cli", "ledger --update", "there is no revision ledger", "dbtasks ledger --init"),
     r("ledger-accept-no-reason-just", "just", f"db-ledger-accept {HEAD}", "needs a reason", f"just db-ledger-accept {HEAD}"),
     r("ledger-reason-no-rev-make", "make", "db-ledger-accept REASON=safe", "ACCEPT is empty", "make db-ledger-accept ACCEPT="),
@@ -335,6 +338,8 @@ def stage(tmp_path_factory, dbtasks_server_url: URL, dbtasks_template: URL):
     # A revision ledger with a line that is not one: a revision verb fails before it writes a file.
     badledger = copy_project(root / "badledger")
     (badledger / "migrations.sum").write_text("f689c66d672f not-a-hash alembic/versions/x.py\n")
+    goodledger = copy_project(root / "goodledger")
+    shutil.copy(REPO / "migrations.sum", goodledger / "migrations.sum")  # the kit's ledger: every revision as it is
     # db-squash: a git project with two heads (b1, b2 off HEAD), one with an uncommitted edit, one without git.
     squash_projects = {name: copy_project(root / name) for name in ("squashgit", "squashdirty", "squashnogit")}
     for name, revs in (("squashgit", ("b1", "b2")), ("squashdirty", ("a1",)), ("squashnogit", ("a1",))):
@@ -394,7 +399,7 @@ def stage(tmp_path_factory, dbtasks_server_url: URL, dbtasks_template: URL):
     threading.Thread(target=serve, daemon=True).start()
     try:
         yield {
-            "projects": {"main": main, "badenv": badenv, "badrev": badrev, "sqlname": sqlname, "textcol": textcol, "badreadme": badreadme, "bare": bare, "badtoml": badtoml, "badledger": badledger, **squash_projects},
+            "projects": {"main": main, "badenv": badenv, "badrev": badrev, "sqlname": sqlname, "textcol": textcol, "badreadme": badreadme, "bare": bare, "badtoml": badtoml, "badledger": badledger, "goodledger": goodledger, **squash_projects},
             "url": url, "weak_url": url.set(username=weak, password="weakpw"),
             "http_port": listener.getsockname()[1], "root": root,
         }

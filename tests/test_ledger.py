@@ -214,7 +214,7 @@ def test_squashed_replaces_the_removed_lines_with_the_baseline(repo):
     book = ledger.read(repo / "migrations.sum")
     assert list(book.lines) == [b_rev]
     assert book.lines[b_rev].digest == ledger.digest(b)
-    assert book.lines[b_rev].notes[0].endswith(f"baseline {b_rev} replaces 2 revision(s)")
+    assert book.lines[b_rev].notes[0].endswith(f"baseline {b_rev} replaces itself and the 2 revision(s) before it")
     (repo / "migrations.sum").unlink()
     assert not ledger.squashed(settings, b_rev, b, [a_rev])  # no ledger, nothing written
     assert not (repo / "migrations.sum").exists()
@@ -241,4 +241,4 @@ def test_outside_git_every_edit_counts_as_merged_and_a_bad_line_is_one_error(tmp
     assert proc.returncode == 1 and f"error: ledger/edited [{HEAD}]" in proc.stdout and "possibly applied" in proc.stdout, proc.stdout
     assert "not in a git repository" in proc.stderr
     (project / "migrations.sum").write_text("f689c66d672f nothex alembic/x.py\n")
-    assert_one_line_error(run(["ledger"], project, **NO_DB), "migrations.sum:1 is not a ledger line", "dbtasks ledger --init")
+    assert_one_line_error(run(["ledger"], project, **NO_DB), "migrations.sum:1 is not a ledger line", "keep both sides' lines", "dbtasks ledger --update")

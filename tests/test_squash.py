@@ -90,6 +90,10 @@ def test_squash_200_revisions_at_150(tmp_path: Path, databases) -> None:
     assert len(files) == 51
     baseline = next(versions.glob(f"{rev_id(150)}_*.py")).read_text()
     assert "down_revision = None" in baseline and "CREATE TYPE public.mood" in baseline and "CREATE TRIGGER" in baseline
+    import black  # formatted like every revision dbtasks writes
+
+    assert black.format_str(baseline, mode=black.Mode()) == baseline
+    assert f"squashed 150 revisions ({rev_id(150)} and the 149 before it)" in proc.stdout
     assert f"down_revision = {rev_id(150)!r}" in next(versions.glob(f"{rev_id(151)}_*.py")).read_text()
 
     # A fresh database replays the new history to the same schema as the old history's.
