@@ -546,7 +546,7 @@ def history(c: Ctx) -> None:
     for rev in found.unknown:
         from dbtasks.migrations import squashed_message
 
-        squashed = squashed_message(migrations.script_directory(c.settings), rev)  # db-squash folded it into a baseline
+        squashed = squashed_message(migrations.script_directory(c.settings), rev, c.settings)  # db-squash folded it into a baseline
         echo(f"note: {squashed}" if squashed else f"note: the database is at revision {rev}, which these files do not have (applied on another git branch?)", err=True)
 
 

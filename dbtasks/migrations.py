@@ -379,7 +379,14 @@ def squashed_into(script: ScriptDirectory, revision: str) -> Script | None:
     return None
 
 
-def squashed_message(script: ScriptDirectory, revision: str) -> MigrationError | None:
+def _afresh(settings: Settings | None, joint: str) -> str:
+    """``joint`` + the volume-recreate way out, for a database on the server dbtasks runs (nothing for DATABASE_URL's)."""
+    if settings is not None and settings.server_kind == "external":
+        return ""
+    return f"{joint}start afresh with `{names.command('volume-recreate')}`"
+
+
+def squashed_message(script: ScriptDirectory, revision: str, settings: Settings | None = None) -> MigrationError | None:
     """The one line for a database stamped at a squashed revision (None when ``revision`` was not squashed)."""
     baseline = squashed_into(script, revision)
     if baseline is None:
@@ -388,7 +395,7 @@ def squashed_message(script: ScriptDirectory, revision: str) -> MigrationError |
     where = f"`git switch --detach {commit[:12]}`" if commit else f"check out the commit before {shown_path(baseline.path)} became a baseline (`git log -- {shown_path(baseline.path)}`)"
     return MigrationError(
         f"the database is at revision {revision}, which db-squash folded into the baseline {baseline.revision} ({shown_path(baseline.path)}); it must reach {baseline.revision} with the old history once",
-        f"{where}, run `{names.command('db-migrate')}`, `git switch -` back, then carry on (or start afresh with `{names.command('volume-recreate')}`)",
+        f"{where}, run `{names.command('db-migrate')}`, `git switch -` back, then carry on{_afresh(settings, ', or ')}",
     )
 
 
@@ -405,7 +412,7 @@ def check_applied_known(settings: Settings, current: list[str], script: ScriptDi
         return
     rev = unknown[0]
     with translate_errors(settings):  # a revision db-squash folded into a baseline
-        squashed = squashed_message(script, rev)
+        squashed = squashed_message(script, rev, settings)
     if squashed is not None:
         raise squashed
     found = _branch_holding(script, unknown, current)
@@ -418,7 +425,7 @@ def check_applied_known(settings: Settings, current: list[str], script: ScriptDi
         )
     raise MigrationError(
         f"the database is at revision {rev}, which is not in {script.dir} (applied on another git branch?)",
-        f"switch back to that branch and run `{names.command('db-migrate-down', TO='<the newest revision both branches have>')}`, then switch again; or start afresh with `{names.command('volume-recreate')}`",
+        f"switch back to that branch and run `{names.command('db-migrate-down', TO='<the newest revision both branches have>')}`, then switch again{_afresh(settings, '; or ')}",
     )
 
 

@@ -65,6 +65,14 @@ def test_history_of_a_database_stamped_with_an_unknown_revision(tmp_path, empty_
     assert proc.returncode == 0, proc.stderr
     assert "b1b1b1b1b101" in proc.stdout and "unexpected" not in proc.stderr
     assert "at revision 0123456789ab, which these files do not have" in proc.stderr
+    # Upgrading it is refused in one line; the way out never offers to recreate a server dbtasks does not run.
+    proc = run(["-c", str(billing / "alembic.ini"), "upgrade"], tmp_path, DATABASE_URL=url_str(empty_database), DBTASKS_DEV_DATABASES="*")
+    assert proc.returncode != 0 and "at revision 0123456789ab, which is not in" in proc.stderr, proc.stderr
+    assert "volume-recreate" not in proc.stderr
+    from dbtasks.config import load_settings
+    from dbtasks.migrations import _afresh
+
+    assert "volume-recreate" in _afresh(load_settings({"db_server": "local"}, project_dir=tmp_path, environ={}), "; or ")
 
 
 def test_a_history_that_expects_existing_objects_runs_with_a_setup_file(tmp_path, dbtasks_server_url):
