@@ -81,7 +81,7 @@ def applies(workspace: Workspace) -> str | None:
     except Exception:  # noqa: BLE001 - let the check itself report configuration problems
         return None
     if not (directory / DIAGRAM_FILE).exists():
-        return f"no {directory.name}/{DIAGRAM_FILE} in this project (`{names.command('regenerate-db-diagram')}` starts one)"
+        return f"no {workspace.relpath(directory / DIAGRAM_FILE)} in this project (`{names.command('regenerate-db-diagram')}` starts one)"
     return None
 
 
