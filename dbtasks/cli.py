@@ -601,6 +601,8 @@ def ledger_cmd(c: Ctx, init_: bool, update: bool) -> None:
         report = ledger.update(settings)
     elif accepting:
         report = ledger.accept(settings, settings.accept, settings.reason)
+        echo(f"note: databases that already ran {report.changed[0]} keep what its old version did; "
+             "a local one that should match the new file needs it run again (or a fresh copy)", err=True)
     else:
         report = ledger.status(settings)
     if report.merged.note:
