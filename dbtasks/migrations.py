@@ -280,6 +280,12 @@ def command_error(text: str) -> DbtasksError:
             "multiple head revisions are present",
             f"{names.run('db-migrate-merge-heads')} (or `{names.command('db-migrate-linearize')}`), see `{names.command('db-migrate-heads')}`",
         )
+    match = re.search(r"Could not determine revision id from filename (\S+?)\.?(?:\s|$)", text)
+    if match:
+        return MigrationError(
+            f"{match.group(1)} in the versions directory is not a revision (it declares no `revision = ...`)",
+            "move it out of the versions directory (Alembic reads every .py file there), or make it a revision",
+        )
     if "Relative revision" in text and "didn't produce" in text:
         return UsageError(f"cannot go that far: {text}", f"see `{names.command('db-migrate-current')}` and `{names.command('db-migrate-history')}`")
     return MigrationError(text)

@@ -72,6 +72,8 @@ def _resolve(settings: Settings, script: ScriptDirectory, upto: str | None) -> S
     upto = upto.strip()
     if upto in ("head", "heads", "base") or upto.startswith(("+", "-")) or "@" in upto:
         raise UsageError(f"UPTO={upto} is not a revision id", f"name one from `{names.command('db-migrate-history')}`")
+    with translate_errors(settings):
+        script.get_heads()  # the history loads first: a file that is no revision (scratch.py) is named as such, not blamed on UPTO
     try:
         with translate_errors(settings):
             found = script.get_revision(upto)

@@ -259,6 +259,8 @@ ROWS = [
     r("foreign-port-start-just", "just", "start-db", "already in use", "DBTASKS_PG_PORT", database="foreign"),
     # -- db-squash refusals: nothing is written (squashgit: two heads, committed; squashdirty: an uncommitted edit)
     r("squash-no-upto-make", "make", "db-squash", "UPTO is empty", "make db-squash UPTO="),
+    r("squash-stray-file-cli", "cli", f"squash --upto {HEAD}", "scratch.py in the versions directory is not a revision", "move it out", project="stray"),
+    r("history-stray-file-make", "make", "db-migrate-history", "scratch.py in the versions directory is not a revision", "move it out", project="stray"),
     r("squash-unknown-cli", "cli", "squash --upto zzz", "UPTO=zzz", "dbtasks history"),
     r("squash-unknown-just", "just", "db-squash zzz", "UPTO=zzz", "just db-migrate-history"),
     r("squash-only-base-make", "make", f"db-squash UPTO={HEAD}", "nothing to squash"),  # make: 2
@@ -338,6 +340,8 @@ def stage(tmp_path_factory, dbtasks_server_url: URL, dbtasks_template: URL):
     # A revision ledger with a line that is not one: a revision verb fails before it writes a file.
     badledger = copy_project(root / "badledger")
     (badledger / "migrations.sum").write_text("f689c66d672f not-a-hash alembic/versions/x.py\n")
+    stray = copy_project(root / "stray")
+    (stray / "alembic" / "versions" / "scratch.py").write_text("x = 1\n")  # no revision: Alembic reads every .py there
     goodledger = copy_project(root / "goodledger")
     shutil.copy(REPO / "migrations.sum", goodledger / "migrations.sum")  # the kit's ledger: every revision as it is
     # db-squash: a git project with two heads (b1, b2 off HEAD), one with an uncommitted edit, one without git.
@@ -399,7 +403,7 @@ def stage(tmp_path_factory, dbtasks_server_url: URL, dbtasks_template: URL):
     threading.Thread(target=serve, daemon=True).start()
     try:
         yield {
-            "projects": {"main": main, "badenv": badenv, "badrev": badrev, "sqlname": sqlname, "textcol": textcol, "badreadme": badreadme, "bare": bare, "badtoml": badtoml, "badledger": badledger, "goodledger": goodledger, **squash_projects},
+            "projects": {"main": main, "badenv": badenv, "badrev": badrev, "sqlname": sqlname, "textcol": textcol, "badreadme": badreadme, "bare": bare, "badtoml": badtoml, "badledger": badledger, "goodledger": goodledger, "stray": stray, **squash_projects},
             "url": url, "weak_url": url.set(username=weak, password="weakpw"),
             "http_port": listener.getsockname()[1], "root": root,
         }
