@@ -32,7 +32,7 @@ from dbtasks import names
 from dbtasks.config import Settings, shown_path
 from dbtasks.database import describe
 from dbtasks.errors import ConfigError, DbtasksError, UsageError, redact
-from dbtasks.migrations import EnvPyError, _project_frame, check_applied_known, current_revisions, revision_ids, translate_errors
+from dbtasks.migrations import EnvPyError, _project_frame, check_applied_known, current_revisions, revision_ids, squashed_into, translate_errors
 
 
 @dataclasses.dataclass
@@ -166,6 +166,16 @@ def _known(ws, revision: str, variable: str) -> str:
     except (CommandError, RevisionError):
         found = None
     if found is None or isinstance(found, tuple):
+        try:
+            with translate_errors(ws.settings):
+                baseline = squashed_into(ws.script, revision)
+        except DbtasksError:
+            baseline = None
+        if baseline is not None:
+            raise UsageError(
+                f"{_named(variable)}{revision}: db-squash folded it into the baseline {baseline.revision} ({shown_path(baseline.path)})",
+                f"start from the baseline ({_named(variable)}{baseline.revision}) or a revision after it; the old SQL is in git's history",
+            )
         raise UsageError(
             f"{_named(variable)}{revision}: no such revision in {shown_path(ws.script.dir)}",
             f"pick one from `{names.command('db-migrate-history')}` (FROM=base for an empty database)",

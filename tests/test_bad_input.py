@@ -260,6 +260,7 @@ ROWS = [
     # -- db-squash refusals: nothing is written (squashgit: two heads, committed; squashdirty: an uncommitted edit)
     r("squash-no-upto-make", "make", "db-squash", "UPTO is empty", "make db-squash UPTO="),
     r("squash-stray-file-cli", "cli", f"squash --upto {HEAD}", "scratch.py in the versions directory is not a revision", "move it out", project="stray"),
+    r("migrate-sql-squashed-from-make", "make", "db-migrate-sql FROM=abc123def456", f"FROM=abc123def456: db-squash folded it into the baseline {HEAD}", f"FROM={HEAD}", project="squashedbase"),
     r("history-stray-file-make", "make", "db-migrate-history", "scratch.py in the versions directory is not a revision", "move it out", project="stray"),
     r("squash-unknown-cli", "cli", "squash --upto zzz", "UPTO=zzz", "dbtasks history"),
     r("squash-unknown-just", "just", "db-squash zzz", "UPTO=zzz", "just db-migrate-history"),
@@ -340,6 +341,10 @@ def stage(tmp_path_factory, dbtasks_server_url: URL, dbtasks_template: URL):
     # A revision ledger with a line that is not one: a revision verb fails before it writes a file.
     badledger = copy_project(root / "badledger")
     (badledger / "migrations.sum").write_text("f689c66d672f not-a-hash alembic/versions/x.py\n")
+    # A baseline that db-squash made (its module names the revisions it replaced).
+    squashedbase = copy_project(root / "squashedbase")
+    with next((squashedbase / "alembic" / "versions").glob(f"*{HEAD}*.py")).open("a") as fh:
+        fh.write('\ndbtasks_squashed = ("abc123def456",)\n')
     stray = copy_project(root / "stray")
     (stray / "alembic" / "versions" / "scratch.py").write_text("x = 1\n")  # no revision: Alembic reads every .py there
     goodledger = copy_project(root / "goodledger")
@@ -403,7 +408,7 @@ def stage(tmp_path_factory, dbtasks_server_url: URL, dbtasks_template: URL):
     threading.Thread(target=serve, daemon=True).start()
     try:
         yield {
-            "projects": {"main": main, "badenv": badenv, "badrev": badrev, "sqlname": sqlname, "textcol": textcol, "badreadme": badreadme, "bare": bare, "badtoml": badtoml, "badledger": badledger, "goodledger": goodledger, "stray": stray, **squash_projects},
+            "projects": {"main": main, "badenv": badenv, "badrev": badrev, "sqlname": sqlname, "textcol": textcol, "badreadme": badreadme, "bare": bare, "badtoml": badtoml, "badledger": badledger, "goodledger": goodledger, "stray": stray, "squashedbase": squashedbase, **squash_projects},
             "url": url, "weak_url": url.set(username=weak, password="weakpw"),
             "http_port": listener.getsockname()[1], "root": root,
         }
