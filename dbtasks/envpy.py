@@ -45,6 +45,7 @@ import logging.config
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import unquote, urlparse
 
@@ -98,18 +99,17 @@ def _driver_of(text: str | None) -> str | None:
 def _project_driver(settings: Settings) -> str | None:
     """The driver of alembic.ini's own ``sqlalchemy.url``, or asyncpg when env.py builds an async engine
     (the ``alembic init -t async`` template): such an env.py cannot run on psycopg2."""
-    import configparser
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
     try:
-        ini = configparser.RawConfigParser()
-        ini.read(settings.alembic_ini_path, encoding="utf-8")
-        driver = _driver_of(ini.get("alembic", "sqlalchemy.url", fallback=None))
+        config = Config(str(settings.alembic_ini_path))
+        driver = _driver_of(config.get_main_option("sqlalchemy.url"))
         if driver:
             return driver
-        location = ini.get("alembic", "script_location", fallback="").replace("%(here)s", str(settings.alembic_ini_path.parent))
-        env_py = settings.alembic_ini_path.parent / location / "env.py"
-        text = env_py.read_text(encoding="utf-8") if location and env_py.is_file() else ""
-    except (OSError, UnicodeDecodeError, configparser.Error):
+        env_py = Path(ScriptDirectory.from_config(config).dir) / "env.py"
+        text = env_py.read_text(encoding="utf-8") if env_py.is_file() else ""
+    except Exception:  # noqa: BLE001 - a broken alembic.ini is reported by the command itself
         return None
     if any(mark in text for mark in ASYNC_MARKS):
         return _driver_of("postgresql+asyncpg://")

@@ -489,25 +489,27 @@ def dump_and_restore(
     dumped = dump_db(source.with_(dump_format=dump_settings.dump_format, dump_compress=dump_settings.dump_compress), output=working, progress=progress)
     done = False
 
-    def after(scratch: URL) -> None:
-        """MODE=schema with masking rules: the raw dump goes as soon as the scratch database holds the rows, then the rows are masked, before the swap."""
-        if not masking_on:
-            return
+    def mask_after(scratch: URL) -> None:
+        """MODE=schema: the raw dump goes as soon as the scratch database holds the rows at head, then the rows are masked, before the swap."""
         _remove_dump(dumped.path)
         masked.append(masking.apply(settings, scratch, rules, say=say))
 
-    def between(scratch: URL) -> None:
-        """MODE=full with masking rules: the rows are in, the indexes not yet: the dump's rows go, the rows are masked, then post-data builds the indexes from masked values."""
+    def mask_between(scratch: URL) -> None:
+        """MODE=full: the rows are in, the indexes not yet: the dump's rows go, the rows are masked, then post-data builds the indexes from masked values."""
         drop_rows(info)
         masked.append(masking.apply(settings, scratch, rules, say=say))
+
+    def remove_after(scratch: URL) -> None:
+        """MODE=full: what is left of the dump (a one-file archive) goes before the swap."""
+        _remove_dump(dumped.path)
 
     try:
         pause_point("dumped")
         info = read_archive(dumped.path, settings.pg_bin)
         if mode == "full":
-            result = _restore_full(settings, info, jobs, owner, progress, after=lambda _scratch: _remove_dump(dumped.path), between=between) if masking_on else _restore_full(settings, info, jobs, owner, progress)
+            result = _restore_full(settings, info, jobs, owner, progress, after=remove_after if masking_on else None, between=mask_between if masking_on else None)
         else:
-            result = _restore_schema(settings, info, version_num, jobs, owner, current_owner, superuser, progress, after)
+            result = _restore_schema(settings, info, version_num, jobs, owner, current_owner, superuser, progress, mask_after if masking_on else None)
         result.masked = masked[-1] if masked else None
         result.unmasked = bool(rules) and not settings.mask
         done = True
