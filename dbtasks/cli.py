@@ -255,7 +255,9 @@ def start_db(c: Ctx) -> None:
     """Start the database server (idempotent) and create the database if missing."""
     from dbtasks import server
 
-    echo(server.start_db(c.settings).describe())
+    from dbtasks.safety import protection
+
+    echo(server.start_db(c.settings, create_missing=not protection(c.settings).protected).describe())
 
 
 @cli.command("stop-db")

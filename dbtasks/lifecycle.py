@@ -7,7 +7,7 @@ import dataclasses
 from dbtasks import migrations, schema_load, server
 from dbtasks.config import Settings
 from dbtasks.data import seed as seed_mod
-from dbtasks.safety import guard, require_own_server
+from dbtasks.safety import guard, protection, require_own_server
 
 
 @dataclasses.dataclass
@@ -26,7 +26,7 @@ def init_db(settings: Settings) -> tuple[server.ServerStatus, migrations.Migrate
     any database that already holds a schema, the migrations are replayed
     (:mod:`dbtasks.schema_load`).
     """
-    started = server.start_db(settings)
+    started = server.start_db(settings, create_missing=not protection(settings).protected)
     if schema_load.should_load(settings) is not None:
         return started, schema_load.schema_load(settings)
     return started, migrations.upgrade(settings)

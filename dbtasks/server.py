@@ -747,18 +747,18 @@ class ExternalServer(Server):
             "manage that server yourself, or unset DATABASE_URL to use the local server",
         )
 
-    def start(self) -> ServerStatus:
-        """Nothing to start: make sure it answers so `make init` can go on, creating a missing database.
+    def start(self, create_missing: bool = False) -> ServerStatus:
+        """Nothing to start: make sure it answers so `make init` can go on; a missing database is created
+        only with ``create_missing`` (the caller's verdict: a development server, see :func:`start_db`).
 
-        The database is created only on a server that is not a protected
-        environment: there a missing database more likely means a wrong URL,
-        so the user is told to run create-db if it should exist.
+        Elsewhere a missing database more likely means a wrong URL, so the user
+        is told to run create-db if it should exist, and nothing is created.
         """
         detail = "external server, not managed by dbtasks; it is reachable"
         try:
             wait_for(self.settings, min(5, self.settings.start_timeout))  # it should be up already: 5 s at most
         except DatabaseMissing as exc:
-            if self.settings.is_protected:
+            if not create_missing:
                 raise DatabaseMissing(exc.message, f"{names.run('create-db', **_env_of(self.settings))} if it should exist, or fix {self.settings.url_origin}") from None
             create_db(self.settings)
             detail += f"; created database {self.url.database}"
@@ -776,9 +776,18 @@ def get_server(settings: Settings) -> Server:
     return {"local": LocalServer, "docker": DockerServer, "external": ExternalServer}[settings.server_kind](settings)
 
 
-def start_db(settings: Settings) -> ServerStatus:
-    """Start the database server (idempotent) and create the database if missing."""
-    return get_server(settings).start()
+def start_db(settings: Settings, create_missing: bool = True) -> ServerStatus:
+    """Start the database server (idempotent) and create the database if missing.
+
+    On an external server (DATABASE_URL) the database is created only when
+    ``create_missing``: callers pass whether the database is unprotected
+    (:func:`dbtasks.safety.protection`), so a typo in a URL of a server that
+    is not a development one never creates a database there.
+    """
+    backend = get_server(settings)
+    if isinstance(backend, ExternalServer):
+        return backend.start(create_missing=create_missing)
+    return backend.start()
 
 
 def stop_db(settings: Settings) -> ServerStatus:

@@ -213,3 +213,10 @@ def test_wait_db_stops_at_once_on_a_missing_database_or_a_bad_password(project, 
     assert_one_line_error(missing, f"database {missing_url.database!r} does not exist", "dbtasks create-db")
     bad = run(["wait-db", "--timeout", "600"], project, timeout=60, DATABASE_URL=url_str(missing_url.set(password="wrong-pw", database="postgres")))
     assert_one_line_error(bad, "password authentication failed")
+
+
+def test_init_db_never_creates_a_database_on_a_server_that_is_not_a_development_one(project, missing_url, dbtasks_server_url):
+    """A typo in DATABASE_URL of a server that is neither the project's own nor listed in dev_databases: one line, nothing created."""
+    proc = run(["init-db"], project, DATABASE_URL=url_str(missing_url), DBTASKS_DEV_DATABASES="")
+    assert_one_line_error(proc, "does not exist", "dbtasks create-db")
+    assert scalar(dbtasks_server_url, f"select count(*) from pg_database where datname = '{missing_url.database}'") == 0
