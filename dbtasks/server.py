@@ -585,9 +585,13 @@ class LocalServer(Server):
         if ours == [wanted]:
             return False
         kept = [line for line in lines if line not in ours and line != "# the project this cluster belongs to (dbtasks)"]
-        # Rewritten in place, so the file keeps its owner (the server's OS user when we are root).
-        with conf.open("w") as fh:
-            fh.write("\n".join([*kept, "# the project this cluster belongs to (dbtasks)", wanted]) + "\n")
+        # A new file beside it, given the server's OS user (when we are root), then renamed over it:
+        # a kill or a full disk half-way leaves the old postgresql.conf, never an empty one.
+        fresh = conf.with_name(conf.name + ".dbtasks-new")
+        fresh.write_text("\n".join([*kept, "# the project this cluster belongs to (dbtasks)", wanted]) + "\n")
+        fresh.chmod(conf.stat().st_mode & 0o777)
+        self._chown(fresh)
+        os.replace(fresh, conf)
         return True
 
     def served_mark(self) -> str | None:

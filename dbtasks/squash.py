@@ -406,6 +406,9 @@ def squash(settings: Settings, upto: str | None, progress: Callable[[str], None]
     databases before any file changes (see :func:`verify`).
     """
     progress = progress or (lambda text: None)
+    from dbtasks import ledger  # the checksum ledger (migrations.sum), when the project keeps one
+
+    ledger.readable(settings)  # a broken ledger fails now, not after the revision files changed
     script = script_directory(settings)
     rev, below = plan(settings, script, upto)
     removed = [s for s in below if s.revision != rev.revision]
@@ -423,7 +426,5 @@ def squash(settings: Settings, upto: str | None, progress: Callable[[str], None]
         deleted.append(s.path)
     Path(rev.path).write_text(text, encoding="utf-8")
     format_file(rev.path)  # like every revision dbtasks writes (a formatter that fails leaves the file as written)
-    from dbtasks import ledger  # the checksum ledger (migrations.sum), when the project keeps one
-
     ledger.squashed(settings, rev.revision, rev.path, [s.revision for s in removed])
     return SquashResult(rev.revision, rev.path, [s.revision for s in removed], deleted, sorted(script.get_heads()), commit)

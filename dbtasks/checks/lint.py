@@ -458,11 +458,7 @@ def _strip_version_table(sql: str, in_transaction: bool = False) -> str:
         if "alembic_version" in statement or not statement.strip():
             continue
         kept.append(statement.strip().rstrip(";") + ";")
-        word = kept[-1].upper()
-        if word == "BEGIN;":
-            in_transaction = True
-        elif word in ("COMMIT;", "ROLLBACK;"):
-            in_transaction = False
+        in_transaction = still_open([kept[-1]], in_transaction)
     if in_transaction:
         kept.append("COMMIT;")
     return "\n\n".join(kept) + "\n"

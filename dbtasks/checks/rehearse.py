@@ -144,10 +144,10 @@ def fill(url: URL, rows: int, notes: list[str]) -> dict[str, int]:
     """Insert ``rows`` generated rows into every table of ``url``; returns the counts.
 
     Each table is filled by one ``INSERT ... SELECT ... FROM generate_series``
-    computing the same values as :func:`value_for` inside the server (a million
-    rows in seconds, for db-rehearse-prod's ``ROWS``); a table with a type
-    that has no SQL generator, or whose constraints refuse some of the rows,
-    is filled row by row from Python instead.
+    computing values of the same kinds as :func:`value_for` inside the server
+    (a million rows in seconds, for db-rehearse-prod's ``ROWS``); a table with
+    a type that has no SQL generator, or whose constraints refuse some of the
+    rows, is filled row by row from Python instead, with a note.
     """
     counts: dict[str, int] = {}
     with connect(url) as conn:
@@ -247,7 +247,10 @@ def _fill_table_sql(conn: sa.Connection, table: sa.Table, rows: int, notes: list
     try:
         with conn.begin_nested():
             return conn.exec_driver_sql(sql.replace("%", "%%")).rowcount
-    except sa.exc.DBAPIError:
+    except sa.exc.DBAPIError as exc:
+        # Row by row from Python instead (slow for ROWS=1000000): say why, once per table.
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None and str(exc.orig).strip() else type(exc).__name__
+        notes.append(f"{table.name}: filled row by row (one INSERT ... SELECT was refused: {first})")
         return None
 
 
