@@ -580,8 +580,9 @@ def merge_heads(c: Ctx, message: str) -> None:
 @click.option("--update", is_flag=True, help="Record new revisions and edits of revisions only on this branch; drop removed ones.")
 @setting_option("accept", "--accept", metavar="REV")
 @setting_option("reason", "--reason", metavar="TEXT")
+@click.option("--accept-edit", "accept_edit", is_flag=True, help="Accept an edit with ACCEPT and REASON from the environment (what db-ledger-accept runs).")
 @pass_ctx
-def ledger_cmd(c: Ctx, init_: bool, update: bool) -> None:
+def ledger_cmd(c: Ctx, init_: bool, update: bool, accept_edit: bool) -> None:
     """Show the revision ledger: revisions edited, unrecorded or removed since they were recorded.
 
     The ledger (migrations.sum next to alembic.ini, or DBTASKS_LEDGER) holds
@@ -594,7 +595,8 @@ def ledger_cmd(c: Ctx, init_: bool, update: bool) -> None:
     from dbtasks import ledger
 
     settings = c.settings
-    accepting = bool(settings.accept or settings.reason)
+    # Accepting is asked for by a flag, never by an ACCEPT or REASON left in the environment.
+    accepting = accept_edit or "flag" in (settings.sources.get("accept"), settings.sources.get("reason"))
     if sum([init_, update, accepting]) > 1:
         raise click.UsageError("pass one of --init, --update, --accept REV --reason TEXT")
     if init_:

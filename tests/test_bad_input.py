@@ -136,6 +136,7 @@ ROWS = [
     r("ledger-broken-create-make", "make", "db-migrate-create MIGRATE_MSG=x", "is not a ledger line", "keep both sides' lines", "make db-ledger-update", project="badledger"),
     r("ledger-broken-merge-cli", "cli", "merge-heads", "is not a ledger line", "dbtasks ledger --update", project="badledger"),
     r("ledger-broken-squash-cli", "cli", f"squash --upto {HEAD}", "is not a ledger line", "dbtasks ledger --update", project="badledger"),
+    r("ledger-accept-no-rev-make", "make", "db-ledger-accept", "ACCEPT is empty", "make db-ledger-accept ACCEPT=", project="goodledger"),
     r("ledger-accept-unedited-make", "make", f"db-ledger-accept ACCEPT={HEAD} REASON=safe", f"{HEAD} is not edited", "make db-ledger", project="goodledger"),
     r("ledger-accept-unknown-just", "just", "db-ledger-accept nosuchrev safe", "ACCEPT=nosuchrev matches no revision", "just db-ledger` to list", project="goodledger"),
     r("ledger-update-missing-cli", "cli", "ledger --update", "there is no revision ledger", "dbtasks ledger --init"),

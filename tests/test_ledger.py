@@ -146,6 +146,10 @@ def test_edited_merged_revision_fails_until_accepted_with_a_reason(repo):
     assert "dbtasks ledger --accept f689c66d672f --reason" in proc.stderr
     assert run(["ledger", "--update"], repo, **NO_DB).returncode == 1
     assert (repo / "migrations.sum").read_text() == before
+    # An ACCEPT/REASON left in the environment does not turn the status into an accept.
+    proc = run(["ledger"], repo, **NO_DB, ACCEPT=HEAD, REASON="left over")
+    assert proc.returncode == 1 and re.search(rf"^EDITED\s+{HEAD}", proc.stdout, re.M), proc.stdout
+    assert (repo / "migrations.sum").read_text() == before
     # No reason, no accept; nothing written.
     assert_one_line_error(run(["ledger", "--accept", HEAD], repo, **NO_DB), "needs a reason", f"dbtasks ledger --accept {HEAD} --reason")
     assert_one_line_error(run(["ledger", "--accept", "zzz", "--reason", "r"], repo, **NO_DB), "ACCEPT=zzz matches no revision")

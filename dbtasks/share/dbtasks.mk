@@ -256,7 +256,7 @@ db-ledger-update: ## Record new revisions and edits of revisions only on this br
 	$(DBTASKS) ledger --update
 
 db-ledger-accept: ## Re-record an edited merged revision: ACCEPT=<rev> REASON="why" (the reason stays in the ledger)
-	$(DBTASKS) ledger
+	$(DBTASKS) ledger --accept-edit
 
 db-migrate-linearize: ## Rebase the newer branch onto the other head: one straight history
 	$(DBTASKS) linearize
