@@ -220,57 +220,43 @@ def _rehearse_copy(settings: Settings, source_env: str, reuse: bool, progress) -
 def restore_copy(settings: Settings, source_env: str, name: str, progress=None) -> list[str]:
     """Dump ``source_env`` and restore it as database ``name`` on the local server (built in a scratch database first).
 
-    The dump goes to a temporary directory and is deleted as soon as it is
-    loaded. With masking rules, the copy is masked before it takes its name.
+    The dump goes to a temporary directory; its rows are deleted as soon as
+    they are loaded. With masking rules (checked against the source's catalog
+    before anything is dumped), the copy is masked before its indexes are
+    built and before it takes its name: the one call site of masking for the
+    rehearsal.
     """
-    from dbtasks.clients import find_client
+    from dbtasks.data import masking
     from dbtasks.data.dump import FORMATS, dump_db, read_archive, source_facts
-    from dbtasks.data.restore import _facts, _into_scratch, drop_rows, load_archive, source_settings, working_dump_settings
-    from dbtasks.data.tools import server_major
+    from dbtasks.data.restore import _restore_full, _same_database, drop_rows, source_settings, working_dump_settings
 
     try:
         source = source_settings(settings, source_env)
     except ConfigError as exc:
         raise ConfigError(exc.message, f"{exc.remedy}, or rehearse on generated rows: `{names.command('db-rehearse-prod', ROWS='1000000')}`") from None
     copy = settings.with_(database_url=settings.url.set(database=name).render_as_string(hide_password=False), env=None, db_server="external")
-    if (source.url.host or "localhost", source.url.port or 5432, source.url.database) == (copy.url.host or "localhost", copy.url.port or 5432, name):
+    if _same_database(source.url, copy.url):
         raise UsageError(f"source {source_env!r} is the copy itself ({describe(copy.url)})", "pick another FROM")
-    version_num, _owner, _super = _facts(copy)
+    rules = masking.load_rules(settings)
     source_facts(source)
+    if rules:
+        with connect(source.url, origin=source.url_origin) as conn:
+            masking.validate(settings, conn, rules, try_it=False)
+    notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix="dbtasks-rehearse-") as tmp:
         chosen = working_dump_settings(source)
         dumped = dump_db(chosen, output=Path(tmp) / f"{source.database_name}{FORMATS[chosen.dump_format][1]}", progress=progress, meta=False)
         info = read_archive(dumped.path, settings.pg_bin)
-        pg_restore = find_client("pg_restore", settings.pg_bin, min_major=max(info.by_major, 0), prefer=server_major(version_num), why=f"{info.path.name} was written by pg_dump {info.dumped_by}")
-
-        notes: list[str] = []
 
         def masked(scratch: URL) -> None:
-            # The raw rows go as soon as they are loaded; masking runs before the indexes are built.
             drop_rows(info)
-            note = mask(settings, scratch)
-            if note:
-                notes.append(note)
+            if rules:
+                result = masking.apply(settings, scratch, rules)
+                notes.append("the copy was masked by the masking rules before the rehearsal")
+                notes.extend(result.notes)
 
-        def build(scratch: URL) -> None:
-            load_archive(pg_restore.path, info, scratch, settings.restore_jobs, settings.restore_owner, progress, masked)
-
-        _into_scratch(copy, version_num, build, settings.restore_owner)
+        _restore_full(copy, info, settings.restore_jobs, settings.restore_owner, progress, between=masked)
     return notes
-
-
-def mask(settings: Settings, url: URL) -> str | None:
-    """Apply the masking rules to the copy at ``url`` (:func:`dbtasks.data.masking.apply`); a note, or None without rules.
-
-    The one call site of masking for the rehearsal: it runs in the scratch
-    database, before the copy takes its name.
-    """
-    from dbtasks.data import masking
-
-    if not masking.load_rules(settings):
-        return None
-    result = masking.apply(settings, url)
-    return "the copy was masked by the masking rules before the rehearsal" + (f" ({'; '.join(result.warnings)})" if getattr(result, "warnings", None) else "")
 
 
 @contextlib.contextmanager

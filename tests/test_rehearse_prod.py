@@ -133,3 +133,32 @@ def test_a_rewrite_gets_the_remedy_of_the_statement_that_rewrote_it():
     chosen = remedy_for(rewriting_statements(rev, "public.events"), True)
     assert "new column of the new type" in chosen and "CONCURRENTLY" not in chosen
     assert rewriting_statements(rev, "public.other") == []
+
+
+def test_the_copy_is_masked_before_the_rehearsal(dbtasks_server_url, tmp_path):
+    """Masking rules: the copy the rehearsal keeps holds no original value, and the report says it was masked.
+    A rule that does not fit the source stops the run before anything is dumped."""
+    prod_name, local_name = scratch_name("rp_mprod"), scratch_name("rp_mlocal")
+    prod_url = create_database(dbtasks_server_url, prod_name)
+    local_url = create_database(dbtasks_server_url, local_name)
+    try:
+        with connect(prod_url) as conn, conn.begin():
+            conn.exec_driver_sql("create table events (id bigint primary key, n integer not null)")
+            conn.exec_driver_sql("insert into events select i, i from generate_series(1, 100) i")
+            conn.exec_driver_sql("create table people (id bigint primary key, email text not null)")
+            conn.exec_driver_sql("insert into people select i, 'secret' || i || '@corp.test' from generate_series(1, 20) i")
+            conn.exec_driver_sql("create table alembic_version (version_num varchar(32) primary key)")
+            conn.exec_driver_sql("insert into alembic_version values ('e1e1e1e1e101')")
+        project = example("rehearse_prod", tmp_path)
+        env = {"DATABASE_URL": url_str(local_url), "PROD_DATABASE_URL": url_str(prod_url), "DBTASKS_MASKING_SEED": "s"}
+        bad = run(["rehearse-prod"], project, DBTASKS_MASKING='{"people.mail": "email"}', **env)
+        assert bad.returncode == 2 and "has no column 'mail'" in bad.stderr, bad.stderr
+        proc = run(["rehearse-prod", "--format", "json"], project, DBTASKS_MASKING='{"people.email": "email"}', **env)
+        assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+        assert any("masked by the masking rules" in note for note in json.loads(proc.stdout)["notes"]), proc.stdout
+        with connect(dbtasks_server_url.set(database=f"{local_name}_rehearse_prod")) as conn:
+            emails = conn.execute(sa.text("select email from people")).scalars().all()
+        assert len(emails) == 20 and not [e for e in emails if "secret" in e]
+    finally:
+        for name in (prod_name, local_name, f"{local_name}_rehearse_prod"):
+            drop_database(dbtasks_server_url, name)
