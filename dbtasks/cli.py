@@ -818,8 +818,6 @@ def dump_and_restore_cmd(c: Ctx, keep_dump: bool) -> None:
     if r.masked is not None:
         for note in r.masked.notes:
             echo(f"note: {note}", err=True)
-        for warning in r.masked.warnings:
-            echo(f"warning: {warning}", err=True)
         echo(f"masked {r.masked.columns} column(s) in {len(r.masked.tables)} table(s) before the swap; no unmasked row reached {s.database_name}")
     elif r.unmasked:
         echo(f"warning: {names.given('MASK=0', '--no-mask')}: the rows of {s.source} were copied unmasked", err=True)

@@ -39,12 +39,10 @@ def run(workspace: Workspace) -> CheckResult:
     rules = masking.load_rules(settings)
     url = workspace.database_at_head()
     with connect(url) as conn:
-        resolved, warnings = masking.validate(settings, conn, rules)
+        resolved = masking.validate(settings, conn, rules)
         missing = masking.unmasked_personal(conn, resolved)
-    for warning in warnings:
-        result.findings.append(Finding(NAME, "masking-rule", warning, severity="warning"))
     for col, why in missing:
-        key = f"{col.table}.{col.name}" if col.schema == "public" else col.qualified
+        key = masking.shown(col.qualified)
         result.findings.append(Finding(
             NAME, "unmasked-personal",
             f"{key} looks personal ({why}) and has no masking rule",

@@ -114,11 +114,10 @@ class Column:
 
 @dataclasses.dataclass
 class MaskReport:
-    """What :func:`apply` did: rows updated per table, and the warnings of validation."""
+    """What :func:`apply` did: rows updated per table, and notes (the seed's fallback)."""
 
     tables: dict[str, int] = dataclasses.field(default_factory=dict)
     columns: int = 0
-    warnings: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -264,7 +263,7 @@ def _fits(rule: Rule, col: Column, where: str) -> None:
         raise MaskingError(f"{where}: {col.table}.{col.name} is {col.type}, too short for a masked email ({EMAIL_LENGTH} characters)", "use hash or text:<n>")
 
 
-def _shown(qualified: str) -> str:
+def shown(qualified: str) -> str:
     """``schema.table.column`` as a rule would name it: the schema only when it is not public."""
     return qualified[len("public."):] if qualified.startswith("public.") else qualified
 
@@ -286,15 +285,15 @@ def check_foreign_keys(resolved: list[tuple[Rule, Column]], fks: list[tuple[str,
 
     def told(qualified: str) -> str:
         rule = rules.get(qualified)
-        return f"{_shown(qualified)} is {rule.text!r} (in {rule.origin})" if rule else f"{_shown(qualified)} has no rule (kept as is)"
+        return f"{shown(qualified)} is {rule.text!r} (in {rule.origin})" if rule else f"{shown(qualified)} has no rule (kept as is)"
 
     # The remedy copies the masked side's rule to the other side (the referenced key's, when both are masked).
     source, target = (referenced, referencing) if referenced in rules and rules[referenced].text != "keep" else (referencing, referenced)
     more = f" ({len(clashes) - 1} more foreign key(s) like it)" if len(clashes) > 1 else ""
     raise MaskingError(
-        f"foreign key {_shown(referencing)} -> {_shown(referenced)} is masked differently: {told(referenced)}, {told(referencing)}, "
-        f"so the copy's {_shown(referencing)} would no longer match {_shown(referenced)}{more}",
-        f"give both columns the same rule, e.g. \"{_shown(target)}\" = \"{rules[source].text}\"",
+        f"foreign key {shown(referencing)} -> {shown(referenced)} is masked differently: {told(referenced)}, {told(referencing)}, "
+        f"so the copy's {shown(referencing)} would no longer match {shown(referenced)}{more}",
+        f"give both columns the same rule, e.g. \"{shown(target)}\" = \"{rules[source].text}\"",
     )
 
 
@@ -316,7 +315,7 @@ def _check_hash_widths(resolved: list[tuple[Rule, Column]], fks: list[tuple[str,
             a, b = _hash_width(cols[referencing]), _hash_width(cols[referenced])
             if a != b:
                 raise MaskingError(
-                    f"foreign key {_shown(referencing)} -> {_shown(referenced)}: hash makes a {a} of {cols[referencing].type} "
+                    f"foreign key {shown(referencing)} -> {shown(referenced)}: hash makes a {a} of {cols[referencing].type} "
                     f"but a {b} of {cols[referenced].type}, so the copy's keys would no longer match",
                     "give both columns the same type, or mask both with the same sql:<expression>",
                 )
@@ -440,8 +439,8 @@ def try_sql(conn: sa.Connection, resolved: list[tuple[Rule, Column]]) -> None:
         savepoint.rollback()
 
 
-def validate(settings: Settings, conn: sa.Connection, rules: list[Rule] | None = None, try_it: bool = True) -> tuple[list[tuple[Rule, Column]], list[str]]:
-    """The rules resolved against the database of ``conn``, and the warnings of validation (none yet).
+def validate(settings: Settings, conn: sa.Connection, rules: list[Rule] | None = None, try_it: bool = True) -> list[tuple[Rule, Column]]:
+    """The rules resolved against the database of ``conn``, each with its column.
 
     Everything that would make the masking fail or break the copy is a
     :class:`MaskingError` here, before any row changes: a rule the schema
@@ -455,7 +454,7 @@ def validate(settings: Settings, conn: sa.Connection, rules: list[Rule] | None =
     check_foreign_keys(resolved, foreign_keys(conn))
     if try_it:
         try_sql(conn, resolved)
-    return resolved, []
+    return resolved
 
 
 def apply(settings: Settings, url: URL, rules: list[Rule] | None = None, say: Callable[[str], None] | None = None) -> MaskReport:
@@ -478,7 +477,7 @@ def apply(settings: Settings, url: URL, rules: list[Rule] | None = None, say: Ca
     if note:
         report.notes.append(note)
     with connect(url) as conn:
-        resolved, report.warnings = validate(settings, conn, rules)
+        resolved = validate(settings, conn, rules)
         plan: dict[tuple[str, str], list[tuple[str, str]]] = {}
         params: dict[str, Any] = {"seed": key}
         for n, (rule, col) in enumerate(resolved):
