@@ -185,7 +185,7 @@ def _known(ws, revision: str, variable: str) -> str:
 
 def _named(variable: str) -> str:
     """``FROM=`` under make and just, ``--from `` for the bare CLI: how the user passed it."""
-    return f"--{variable.lower()} " if names.runner() == "cli" else f"{variable}="
+    return names.given(f"{variable}=", f"--{variable.lower()} ")
 
 
 def _describe(script: Script) -> RevisionSQL:

@@ -62,7 +62,7 @@ def throwaway_server(pg_bin: str | None = None, base_dir: str | None = None) -> 
     try:
         server.start()
         # A throwaway server's data dies with it: it need not survive a power loss, so it
-        # skips the flushes a developer's cluster keeps (dbtasks.server.LOCAL_SETTINGS).
+        # skips the flushes a developer's cluster keeps (dbtasks.server.LOCAL_TUNING).
         with connect(settings.url, autocommit=True) as conn:
             for name in ("fsync", "full_page_writes"):
                 conn.execute(sa.text(f"ALTER SYSTEM SET {name} = off"))

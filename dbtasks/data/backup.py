@@ -66,7 +66,6 @@ def backup_db(
             shutil.rmtree(dumped.path, ignore_errors=True)
         else:
             dumped.path.unlink(missing_ok=True)
-        remove_meta(dumped.path)
         raise DataError(f"the new backup failed verification ({exc.message}); older backups were kept") from None
     files = backup_files(target, prefix)
     doomed = files[:-keep] if len(files) > keep else []
@@ -75,6 +74,6 @@ def backup_db(
             shutil.rmtree(path)
         else:
             path.unlink()
-        remove_meta(path)  # its <backup>.meta.json goes with it
+        remove_meta(path)  # a <backup>.meta.json copied beside it by hand goes with it
     kept = [p for p in files if p not in doomed]
     return BackupResult(dumped, len(info.entries), kept, doomed)
