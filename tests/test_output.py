@@ -162,7 +162,7 @@ def test_pending_is_yellow_and_the_check_summary_verdicts_are_coloured(project, 
     checked = run_tty(["check"], two, DATABASE_URL=url_str(dbtasks_server_url))
     assert checked.returncode == 1, checked.stdout
     rows = {line.split()[0]: line for line in checked.stdout.splitlines() if line.split() and ESC in line}
-    assert rows["heads"].startswith(f"heads      {RED}") or f"{RED}" in rows["heads"], rows
+    assert rows["heads"].startswith(f"heads      {RED}") and "FAILED" in rows["heads"], rows
     assert f"{YELLOW}not-run " in rows["drift"] and f"{GREEN}ok      " in rows["lint"], rows
     assert any(f"{RED}" in line and "FAILED: " in line for line in checked.stdout.splitlines())
     assert f"{RED}" in checked.stdout.split("heads/multiple-heads")[0].splitlines()[-1]  # the finding's error: prefix
