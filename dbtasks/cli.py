@@ -1054,7 +1054,7 @@ def rehearse_prod_cmd(c: Ctx) -> None:
     a table longer than DBTASKS_REHEARSE_LOCK_THRESHOLD or rewrites a table
     of DBTASKS_REHEARSE_REWRITE_ROWS rows or more.
     """
-    from dbtasks.rehearse_prod import cli_findings, lines, rehearse_prod
+    from dbtasks.rehearse_prod import lines, rehearse_prod
 
     s = c.settings
     report = _with_bars(rehearse_prod, s, s.source, s.reuse, s.rows)
@@ -1065,10 +1065,10 @@ def rehearse_prod_cmd(c: Ctx) -> None:
     else:
         for line in lines(report):
             echo(line)
-        found = cli_findings(report)
-        if found:
+        if report.findings:
             echo("")
-            for line in found:
+        for finding in report.findings:
+            for line in _finding_lines(finding):
                 echo(line)
     if report.findings:
         sys.exit(EXIT_FINDINGS)

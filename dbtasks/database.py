@@ -184,6 +184,11 @@ def pg_port_remedy(settings: Settings) -> str:
     return f"set DBTASKS_PG_PORT or pg_port in [tool.dbtasks] to another port{tail}"
 
 
+def served_project(conn: Connection) -> str:
+    """The project root a dbtasks local cluster is marked with (its ``dbtasks.project`` setting); "" when unmarked."""
+    return conn.execute(sa.text("select current_setting(:m, true)"), {"m": PROJECT_MARK}).scalar() or ""
+
+
 def check_local_owner(settings: Settings, conn: Connection) -> None:
     """In local mode, refuse a server on the configured port that is not this project's cluster.
 
@@ -200,7 +205,7 @@ def check_local_owner(settings: Settings, conn: Connection) -> None:
     key = (settings.pg_host, settings.pg_port, project)
     if key in _OWNED:
         return
-    mark = conn.execute(sa.text("select current_setting(:m, true)"), {"m": PROJECT_MARK}).scalar() or ""
+    mark = served_project(conn)
     if conn.in_transaction():
         conn.rollback()  # leave the connection as the caller expects it: no transaction begun
     if mark != project:

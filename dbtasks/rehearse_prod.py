@@ -626,12 +626,3 @@ def lines(report: RehearsalReport) -> list[str]:
         if rev.error:
             out.append(f"  failed: {rev.error}")
     return out
-
-
-def cli_findings(report: RehearsalReport) -> list[str]:
-    out = []
-    for f in report.findings:
-        out.append(f"error: {f.check}/{f.rule} [{f.revision}] {f.file or ''}: {f.message}")
-        if f.remedy:
-            out.append(f"  fix: {f.remedy}")
-    return out

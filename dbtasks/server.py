@@ -55,6 +55,7 @@ from dbtasks.database import (
     describe,
     pg_port_remedy,
     quote_ident,
+    served_project,
     start_hint,
 )
 from sqlalchemy.exc import DBAPIError
@@ -598,7 +599,7 @@ class LocalServer(Server):
         """The mark of the server answering on the configured port, or None when it cannot be asked."""
         try:
             with connect(admin_url(self.url), autocommit=True) as conn:
-                return conn.execute(sa.text("select current_setting(:m, true)"), {"m": PROJECT_MARK}).scalar() or ""
+                return served_project(conn)
         except DbtasksError:
             return None
 
