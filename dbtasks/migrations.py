@@ -366,7 +366,12 @@ def script_directory(settings: Settings) -> ScriptDirectory:
 def current_revisions(settings: Settings) -> list[str]:
     """The revision(s) the database is at (empty list: base)."""
     with translate_errors(settings), connection(settings) as conn:
-        return sorted(MigrationContext.configure(conn).get_current_heads())
+        return revisions_at(conn)
+
+
+def revisions_at(conn: sa.Connection) -> list[str]:
+    """The revision(s) the database of ``conn`` is stamped at, sorted (empty list: base)."""
+    return sorted(MigrationContext.configure(conn).get_current_heads())
 
 
 # db-squash (dbtasks/squash.py) writes these into a baseline revision: the ids it

@@ -42,7 +42,7 @@ from dbtasks.config import Settings, shown_path
 from dbtasks.database import describe, server_version
 from dbtasks.errors import DbtasksError, MigrationError, NothingToDo, UnknownRevision, UsageError, redact
 from dbtasks.formatting import format_file
-from dbtasks.migrations import SQUASHED, SQUASHED_FROM, alembic_config, revision_ids, run_env, script_directory, translate_errors, upgrade_scratch
+from dbtasks.migrations import SQUASHED, SQUASHED_FROM, alembic_config, revision_ids, revisions_at, run_env, script_directory, translate_errors, upgrade_scratch
 from dbtasks.safety import scratch_home
 
 # The module-level names a baseline declares, SQUASHED and SQUASHED_FROM, live in
@@ -316,10 +316,8 @@ def _take(url) -> snapshot.Snapshot:
 
 
 def _current(url) -> list[str]:
-    from alembic.runtime.migration import MigrationContext
-
     with database.connect(url) as conn:
-        return sorted(MigrationContext.configure(conn).get_current_heads())
+        return revisions_at(conn)
 
 
 def _copy_history(settings: Settings, script: ScriptDirectory, tmp: Path) -> tuple[dict[Path, Path], Config]:

@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL
 from dbtasks import database
 from dbtasks.config import Settings, shown_path
 from dbtasks.errors import DbtasksError, UsageError
-from dbtasks.migrations import alembic_config, env_py_failed, run_env, translate_errors, upgrade_scratch
+from dbtasks.migrations import alembic_config, env_py_failed, revisions_at, run_env, translate_errors, upgrade_scratch
 from dbtasks.safety import scratch_home
 
 
@@ -132,7 +132,7 @@ class Workspace:
 
     def current(self, url: URL) -> list[str]:
         with database.connect(url) as conn:
-            return sorted(MigrationContext.configure(conn).get_current_heads())
+            return revisions_at(conn)
 
     def render_sql(self, start: str | None, end: str) -> str:
         """The SQL of ``start:end`` in Alembic's offline mode (no database needed)."""
